@@ -1,0 +1,1 @@
+//! The `anonymous` module: users `anonymous` and `ftp`, any password.

@@ -1,0 +1,69 @@
+//! Authentication: an ordered chain of modules, each answering a login with
+//! [`AuthOutcome::Accepted`], [`AuthOutcome::Rejected`] or
+//! [`AuthOutcome::NotMine`]. The first module that does not say `NotMine`
+//! decides.
+
+pub mod anonymous;
+pub mod chain;
+pub mod password;
+pub mod userdb;
+
+pub use chain::AuthChain;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+
+use crate::vfs::MountSpec;
+
+/// A logged-in identity and everything that shapes its session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub groups: Vec<String>,
+    /// True for the anonymous module's accounts.
+    pub anonymous: bool,
+    /// Real directory shown as `/`.
+    pub root: PathBuf,
+    pub mounts: Vec<MountSpec>,
+    /// Virtual directory the session starts in.
+    pub initial_dir: String,
+    /// No modification anywhere, except below `upload_dirs`.
+    pub read_only: bool,
+    /// Virtual directories where a read-only account may still upload new
+    /// files (an anonymous drop box). Only used when `read_only` is set.
+    pub upload_dirs: Vec<String>,
+    /// Simultaneous sessions allowed for this account (`None`: server default).
+    pub max_sessions: Option<u32>,
+    /// Name of the module that accepted the login, for logs.
+    pub module: &'static str,
+}
+
+/// A login attempt.
+#[derive(Debug, Clone)]
+pub struct LoginRequest<'a> {
+    pub user: &'a str,
+    pub password: &'a str,
+    pub peer: IpAddr,
+}
+
+/// A module's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthOutcome {
+    Accepted(Box<Account>),
+    /// The module knows the user and the password is wrong (or the account is
+    /// disabled): the chain stops here.
+    Rejected,
+    /// Not this module's user: ask the next one.
+    NotMine,
+}
+
+/// One authentication module.
+#[async_trait]
+pub trait Authenticator: Send + Sync + std::fmt::Debug {
+    /// The module's name as written in `auth.chain`.
+    fn name(&self) -> &'static str;
+
+    async fn authenticate(&self, request: &LoginRequest<'_>) -> AuthOutcome;
+}

@@ -1,0 +1,1 @@
+//! The `userdb` module: virtual users in an embedded SQLite database.

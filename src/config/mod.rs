@@ -1,0 +1,8 @@
+//! Configuration: the TOML schema with its defaults ([`schema`]) and loading
+//! with validation that reports file, line and a fix ([`load`]).
+
+pub mod load;
+pub mod schema;
+
+pub use load::{load_file, parse_str, ConfigError};
+pub use schema::*;

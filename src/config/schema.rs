@@ -1,0 +1,173 @@
+//! The configuration file's schema. Every section rejects unknown keys so a
+//! typo is an error, not a silently ignored setting.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub limits: LimitsConfig,
+    pub timeouts: TimeoutsConfig,
+    pub passive: PassiveConfig,
+    pub transfer: TransferConfig,
+    pub auth: AuthConfig,
+    pub anonymous: AnonymousConfig,
+    pub userdb: UserDbConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Control-connection listeners.
+    pub listen: Vec<SocketAddr>,
+    /// The 220 greeting; `\n` makes it multi-line.
+    pub banner: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 2121))],
+            banner: "ferroftpd ready".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Simultaneous control connections, all addresses together.
+    pub max_clients: u32,
+    /// Simultaneous control connections from one IP address.
+    pub max_clients_per_ip: u32,
+    /// Simultaneous logged-in sessions of one account (an account's own
+    /// `max_sessions` overrides it).
+    pub max_sessions_per_user: u32,
+    /// Failed logins before the connection is closed.
+    pub max_login_failures: u32,
+    /// Delay before answering a failed login, in milliseconds.
+    pub failed_login_delay_ms: u64,
+    /// Longest command line accepted, in bytes (at least 512).
+    pub max_line_length: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_clients: 10_000,
+            max_clients_per_ip: 64,
+            max_sessions_per_user: 32,
+            max_login_failures: 3,
+            failed_login_delay_ms: 1000,
+            max_line_length: 2048,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutsConfig {
+    /// Seconds from connect to a successful login.
+    pub login: u64,
+    /// Seconds without a command while no transfer runs.
+    pub idle: u64,
+    /// Seconds a data connection may wait to connect or stall mid-transfer.
+    pub data: u64,
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        TimeoutsConfig { login: 60, idle: 300, data: 120 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PassiveConfig {
+    /// First and last port of the passive range (inclusive); `[0, 0]` lets
+    /// the system pick any free port.
+    pub port_range: [u16; 2],
+    /// Address to advertise in PASV replies (a NAT's public address); by
+    /// default, the control connection's local address.
+    pub advertised_address: Option<IpAddr>,
+}
+
+impl Default for PassiveConfig {
+    fn default() -> Self {
+        PassiveConfig { port_range: [0, 0], advertised_address: None }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransferConfig {
+    /// Buffer size for downloads, in bytes (pyftpd's `sbufsize`).
+    pub send_buffer: usize,
+    /// Buffer size for uploads, in bytes (pyftpd's `rbufsize`).
+    pub receive_buffer: usize,
+}
+
+impl Default for TransferConfig {
+    fn default() -> Self {
+        TransferConfig { send_buffer: 256 * 1024, receive_buffer: 256 * 1024 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Modules asked in order: `anonymous`, `userdb`.
+    pub chain: Vec<String>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig { chain: vec!["anonymous".into(), "userdb".into()] }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnonymousConfig {
+    /// Real directory anonymous users see as `/`.
+    pub root: PathBuf,
+    /// Virtual directories where anonymous users may upload new files.
+    pub upload_dirs: Vec<String>,
+}
+
+impl Default for AnonymousConfig {
+    fn default() -> Self {
+        AnonymousConfig { root: PathBuf::from("ftp-root"), upload_dirs: Vec::new() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UserDbConfig {
+    /// SQLite file holding the virtual users (created if missing).
+    pub path: PathBuf,
+}
+
+impl Default for UserDbConfig {
+    fn default() -> Self {
+        UserDbConfig { path: PathBuf::from("ferroftpd-users.db") }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug` or `trace` (or a tracing filter).
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: "info".into() }
+    }
+}

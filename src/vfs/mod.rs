@@ -1,0 +1,113 @@
+//! Virtual paths and the storage behind them.
+//!
+//! A client sees one tree rooted at `/`. [`Vfs`] maps a virtual path to a
+//! [`Storage`] backend and a path relative to that backend's root, through the
+//! account's root and its virtual directories (mounts, longest prefix wins).
+//! Confinement is enforced twice: virtual paths are normalised so they never
+//! rise above `/`, and every backend resolves relative paths beneath its own
+//! root on the real file system (see [`local`]), so `..`, symlinks and odd
+//! encodings cannot reach outside.
+
+pub mod local;
+pub mod path;
+pub mod storage;
+
+pub use path::{normalize, PathError};
+pub use storage::{
+    Capabilities, DirEntry, EntryStream, FileKind, Metadata, Reader, Storage, StorageError, StorageErrorKind,
+    Upload, WriteMode,
+};
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// One virtual directory of an account, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountSpec {
+    /// Normalised virtual path, e.g. `/pub`.
+    pub virtual_path: String,
+    /// The real directory grafted there.
+    pub real_path: PathBuf,
+    /// Refuse every modification below this mount.
+    pub read_only: bool,
+}
+
+/// A mounted backend in a session's tree.
+#[derive(Debug, Clone)]
+pub struct Mount {
+    /// Normalised virtual prefix: `/` for the account root, or e.g. `/pub`.
+    pub virtual_prefix: String,
+    pub storage: Arc<dyn Storage>,
+    pub read_only: bool,
+}
+
+/// Where a virtual path lives.
+#[derive(Debug, Clone, Copy)]
+pub struct Resolved<'a> {
+    pub mount: &'a Mount,
+    /// Path relative to the mount's storage root: `""` for the root itself, else `a/b`.
+    pub rel: &'a str,
+}
+
+impl Resolved<'_> {
+    /// The real location, for permission rules and log lines.
+    pub fn real_location(&self) -> PathBuf {
+        self.mount.storage.real_location(self.rel)
+    }
+}
+
+/// The tree one logged-in session sees.
+#[derive(Debug, Clone, Default)]
+pub struct Vfs {
+    /// Sorted by prefix length, longest first, so the first match wins.
+    mounts: Vec<Mount>,
+}
+
+impl Vfs {
+    /// Builds the tree for an account on the local file system: `root` at `/`,
+    /// then each mount. Fails if a directory is missing.
+    pub fn local(
+        root: &std::path::Path,
+        mounts: &[MountSpec],
+        read_only_root: bool,
+    ) -> Result<Vfs, StorageError> {
+        let mut list = vec![Mount {
+            virtual_prefix: "/".to_string(),
+            storage: Arc::new(local::LocalStorage::new(root)?),
+            read_only: read_only_root,
+        }];
+        for spec in mounts {
+            list.push(Mount {
+                virtual_prefix: spec.virtual_path.clone(),
+                storage: Arc::new(local::LocalStorage::new(&spec.real_path)?),
+                read_only: spec.read_only,
+            });
+        }
+        Ok(Vfs::from_mounts(list))
+    }
+
+    pub fn from_mounts(mut mounts: Vec<Mount>) -> Vfs {
+        mounts.sort_by(|a, b| b.virtual_prefix.len().cmp(&a.virtual_prefix.len()));
+        Vfs { mounts }
+    }
+
+    /// Maps a normalised virtual path (from [`normalize`]) to its mount.
+    /// Returns `None` only if there is no root mount.
+    pub fn resolve<'a>(&'a self, virtual_path: &'a str) -> Option<Resolved<'a>> {
+        self.mounts.iter().find_map(|m| {
+            path::strip_mount_prefix(&m.virtual_prefix, virtual_path).map(|rel| Resolved { mount: m, rel })
+        })
+    }
+
+    /// Names of mount points directly inside `virtual_dir`, so listings show
+    /// them even where the underlying directory has no such entry.
+    pub fn mount_points_in<'a>(&'a self, virtual_dir: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.mounts.iter().filter_map(move |m| path::child_name(virtual_dir, &m.virtual_prefix))
+    }
+
+    /// True if `virtual_path` is exactly a mount point (other than `/`):
+    /// such directories cannot be removed or renamed.
+    pub fn is_mount_point(&self, virtual_path: &str) -> bool {
+        virtual_path != "/" && self.mounts.iter().any(|m| m.virtual_prefix == virtual_path)
+    }
+}
