@@ -1,1 +1,335 @@
-//! TODO
+//! One client's control connection: the state machine (login, cwd, TYPE,
+//! REST, RNFR, data setup) and the loop that reads commands while a transfer
+//! runs beside it, so ABOR, STAT and NOOP are answered during transfers.
+//!
+//! Handlers are grouped by concern: [`login`], [`navigation`], [`files`],
+//! [`transfer`] (data commands), [`info`] (FEAT, HELP, STAT, SYST …).
+
+mod control;
+mod errors;
+mod facts;
+mod files;
+mod info;
+mod login;
+mod navigation;
+mod transfer;
+mod user;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tracing::Instrument as _;
+
+use crate::data::{DataSetup, Progress};
+use crate::proto::{self, Command, Reply, TransferType};
+use crate::server::limits::ConnectionGuard;
+use crate::server::Shared;
+use control::{Control, Incoming};
+use transfer::{Finished, Transfer};
+use user::LoggedIn;
+
+/// Serves one control connection until it ends.
+pub async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, guard: ConnectionGuard) {
+    let local = match stream.local_addr() {
+        Ok(addr) => addr,
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "connection lost before the greeting");
+            return;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let span = tracing::info_span!("session", %peer);
+    let write_timeout = Duration::from_secs(shared.config.timeouts.data.max(1));
+    let mut session = Session {
+        control: Control::new(stream, write_timeout),
+        shared,
+        peer,
+        local,
+        user: None,
+        pending_user: None,
+        failures: 0,
+        params: Params::default(),
+        transfer: None,
+        deferred: None,
+        _guard: guard,
+    };
+    session.serve().instrument(span).await;
+}
+
+/// Transfer parameters set by TYPE, REST, PASV/PORT …; reset by REIN.
+#[derive(Debug)]
+struct Params {
+    ty: TransferType,
+    rest: u64,
+    data: DataSetup,
+    /// After `EPSV ALL`, only EPSV may set up data connections.
+    epsv_all: bool,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        // Binary by default: what every modern client wants and what
+        // protects files from accidental conversion.
+        Params { ty: TransferType::Image, rest: 0, data: DataSetup::None, epsv_all: false }
+    }
+}
+
+/// What a handler wants the loop to do next.
+enum Outcome {
+    Reply(Reply),
+    /// Send the preliminary reply (150) and run the transfer.
+    Transfer(Reply, Transfer),
+    /// Send the reply and close the connection.
+    Close(Reply),
+}
+
+impl From<Reply> for Outcome {
+    fn from(reply: Reply) -> Self {
+        Outcome::Reply(reply)
+    }
+}
+
+struct Session {
+    control: Control,
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    user: Option<Box<LoggedIn>>,
+    /// Name given by USER, waiting for PASS.
+    pending_user: Option<String>,
+    failures: u32,
+    params: Params,
+    transfer: Option<Transfer>,
+    /// A command that arrived during a transfer and waits for its end.
+    deferred: Option<Command>,
+    _guard: ConnectionGuard,
+}
+
+enum Event {
+    Input(std::io::Result<Incoming>),
+    TransferDone(Finished),
+    Timeout,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl Session {
+    async fn serve(&mut self) {
+        tracing::info!("connected");
+        let banner = Reply::new(220, self.shared.config.server.banner.clone());
+        if self.control.send(&banner).await.is_err() {
+            return;
+        }
+        let started = Instant::now();
+        let timeouts = self.shared.config.timeouts.clone();
+        let max_line = self.shared.config.limits.max_line_length;
+        loop {
+            if self.transfer.is_none() {
+                if let Some(cmd) = self.deferred.take() {
+                    if !self.execute(cmd).await {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            let event = match &mut self.transfer {
+                Some(t) if self.deferred.is_some() => Event::TransferDone(t.future.as_mut().await),
+                Some(t) => tokio::select! {
+                    done = t.future.as_mut() => Event::TransferDone(done),
+                    input = self.control.next(max_line) => Event::Input(input),
+                },
+                None => {
+                    let deadline = if self.user.is_some() {
+                        Instant::now() + Duration::from_secs(timeouts.idle)
+                    } else {
+                        (started + Duration::from_secs(timeouts.login))
+                            .min(Instant::now() + Duration::from_secs(timeouts.idle))
+                    };
+                    tokio::select! {
+                        input = self.control.next(max_line) => Event::Input(input),
+                        _ = tokio::time::sleep_until(deadline) => Event::Timeout,
+                    }
+                }
+            };
+            let keep_going = match event {
+                Event::Input(Ok(Incoming::Line(line))) => self.on_line(&line).await,
+                Event::Input(Ok(Incoming::TooLong)) => {
+                    tracing::warn!("command line too long");
+                    self.reply(Reply::new(500, "Command line too long.")).await
+                }
+                Event::Input(Ok(Incoming::Closed)) => {
+                    tracing::debug!("client closed the control connection");
+                    false
+                }
+                Event::Input(Err(e)) => {
+                    tracing::debug!(error = %e, "control connection failed");
+                    false
+                }
+                Event::TransferDone(done) => match self.transfer.take() {
+                    Some(t) => {
+                        let reply = self.finish_transfer(t, done).await;
+                        self.reply(reply).await
+                    }
+                    None => true,
+                },
+                Event::Timeout => {
+                    let what = if self.user.is_some() { "idle" } else { "login" };
+                    tracing::info!(timeout = what, "closing inactive session");
+                    let _ = self.control.send(&Reply::new(421, "Timeout: closing control connection.")).await;
+                    false
+                }
+            };
+            if !keep_going {
+                break;
+            }
+        }
+        if let Some(t) = self.transfer.take() {
+            tracing::info!(command = t.command, path = %t.path, bytes = t.progress.bytes(), "transfer aborted by disconnect");
+        }
+        self.control.shutdown().await;
+        tracing::info!(user = self.user.as_ref().map(|u| u.account.name.as_str()), "disconnected");
+    }
+
+    /// Sends a reply; false if the connection is gone.
+    async fn reply(&mut self, reply: Reply) -> bool {
+        match self.control.send(&reply).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot send reply");
+                false
+            }
+        }
+    }
+
+    async fn on_line(&mut self, line: &[u8]) -> bool {
+        let cmd = match proto::parse(line) {
+            Ok(cmd) => cmd,
+            Err(e) => {
+                tracing::info!(error = %e, "bad command");
+                return self.reply(Reply::new(e.code(), e.to_string())).await;
+            }
+        };
+        match &cmd {
+            Command::Pass(_) => tracing::debug!("PASS ****"),
+            other => tracing::debug!(command = ?other, "command"),
+        }
+        if self.transfer.is_some() {
+            match cmd {
+                Command::Abor => return self.abort_transfer().await,
+                Command::Stat(None) => {
+                    let reply = self.transfer_status();
+                    return self.reply(reply).await;
+                }
+                Command::Noop => return self.reply(Reply::new(200, "NOOP ok; transfer in progress.")).await,
+                other => {
+                    // Answered in order once the transfer ends.
+                    self.deferred = Some(other);
+                    return true;
+                }
+            }
+        }
+        self.execute(cmd).await
+    }
+
+    /// Runs one command outside a transfer; false ends the session.
+    async fn execute(&mut self, cmd: Command) -> bool {
+        match self.dispatch(cmd).await {
+            Outcome::Reply(reply) => self.reply(reply).await,
+            Outcome::Close(reply) => {
+                let _ = self.control.send(&reply).await;
+                false
+            }
+            Outcome::Transfer(preliminary, transfer) => {
+                self.transfer = Some(transfer);
+                self.reply(preliminary).await
+            }
+        }
+    }
+
+    async fn dispatch(&mut self, cmd: Command) -> Outcome {
+        // RNTO must follow RNFR immediately: any other command forgets it.
+        let rename_from = self.user.as_mut().and_then(|u| u.rename_from.take());
+        match cmd {
+            Command::User(name) => self.cmd_user(name),
+            Command::Pass(password) => self.cmd_pass(password).await,
+            Command::Acct(_) => Reply::new(202, "ACCT not needed.").into(),
+            Command::Quit => Outcome::Close(Reply::new(221, "Goodbye.")),
+            Command::Rein => self.cmd_rein(),
+            Command::Noop => Reply::new(200, "NOOP ok.").into(),
+            Command::Syst => Reply::new(215, "UNIX Type: L8").into(),
+            Command::Feat => self.cmd_feat().into(),
+            Command::Help(topic) => info::help(topic.as_deref()).into(),
+            Command::Opts(args) => info::opts(&args).into(),
+            Command::Host(_) if self.user.is_some() => Reply::new(503, "HOST must come before login.").into(),
+            Command::Host(_) => Reply::new(220, "Host accepted.").into(),
+            Command::Auth(_) => Reply::new(502, "TLS is not configured.").into(),
+            Command::Pbsz(_) | Command::Prot(_) => Reply::new(503, "Use AUTH first.").into(),
+            Command::Ccc => Reply::new(533, "Control connection is not protected.").into(),
+            Command::Abor => Reply::new(225, "No transfer to abort.").into(),
+            Command::Type(ty) => self.cmd_type(ty).into(),
+            Command::Mode => Reply::new(200, "Mode set to S.").into(),
+            Command::Stru => Reply::new(200, "Structure set to F.").into(),
+            Command::Stat(None) => self.server_status().into(),
+            cmd => match self.user.as_deref_mut() {
+                None => Reply::new(530, "Please login with USER and PASS.").into(),
+                Some(user) => {
+                    let mut ctx = user::Ctx {
+                        shared: &self.shared,
+                        user,
+                        params: &mut self.params,
+                        peer: self.peer,
+                        local: self.local,
+                    };
+                    ctx.dispatch(cmd, rename_from).await
+                }
+            },
+        }
+    }
+
+    fn cmd_type(&mut self, ty: TransferType) -> Reply {
+        self.params.ty = ty;
+        match ty {
+            TransferType::Ascii => Reply::new(200, "Switching to ASCII mode."),
+            TransferType::Image => Reply::new(200, "Switching to Binary mode."),
+        }
+    }
+
+    async fn abort_transfer(&mut self) -> bool {
+        if let Some(t) = self.transfer.take() {
+            // Dropping the future closes the data connection and discards an
+            // unfinished replacement upload.
+            tracing::info!(
+                user = self.user.as_ref().map(|u| u.account.name.as_str()),
+                command = t.command,
+                path = %t.path,
+                bytes = t.progress.bytes(),
+                "transfer aborted by ABOR"
+            );
+            drop(t);
+            if !self.reply(Reply::new(426, "Connection closed; transfer aborted.")).await {
+                return false;
+            }
+        }
+        self.reply(Reply::new(226, "ABOR successful.")).await
+    }
+
+    fn transfer_status(&self) -> Reply {
+        match &self.transfer {
+            Some(t) => Reply::new(
+                213,
+                format!("Status: {} {}, {} bytes transferred so far.", t.command, t.path, t.progress.bytes()),
+            ),
+            None => Reply::new(213, "No transfer in progress."),
+        }
+    }
+}
+
+/// Shared progress handle for a new transfer.
+fn new_progress() -> Arc<Progress> {
+    Arc::new(Progress::default())
+}

@@ -1,0 +1,141 @@
+//! Transfer loops. A buffer of the configured size is allocated when a
+//! transfer starts and freed when it ends, so idle sessions hold none.
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::ascii;
+use crate::vfs::{Reader, StorageError, Upload};
+
+/// Bytes moved so far, readable by STAT while the transfer runs.
+#[derive(Debug, Default)]
+pub struct Progress {
+    bytes: AtomicU64,
+}
+
+impl Progress {
+    pub fn add(&self, n: u64) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+}
+
+/// Why a transfer stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// The data connection failed or the client closed it early (426).
+    #[error("data connection: {0}")]
+    Network(io::Error),
+    /// The data connection stalled longer than the data timeout (426).
+    #[error("data connection stalled")]
+    Stalled,
+    /// Reading or writing the file failed (451, or 552 when full).
+    #[error("storage: {0}")]
+    Storage(StorageError),
+}
+
+async fn timed<T>(
+    limit: Duration,
+    fut: impl std::future::Future<Output = io::Result<T>>,
+) -> Result<T, TransferError> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(TransferError::Network(e)),
+        Err(_) => Err(TransferError::Stalled),
+    }
+}
+
+/// Sends a file to the data connection; returns the bytes sent on the wire.
+pub async fn send_file<W: AsyncWrite + Unpin>(
+    reader: Reader,
+    socket: &mut W,
+    ascii_mode: bool,
+    buffer_size: usize,
+    stall: Duration,
+    progress: &Progress,
+) -> Result<u64, TransferError> {
+    let mut source: std::pin::Pin<Box<dyn AsyncRead + Send>> = match reader {
+        Reader::File(file) => Box::pin(tokio::fs::File::from_std(file)),
+        Reader::Stream(stream) => stream,
+    };
+    let mut buf = vec![0u8; buffer_size.max(512)];
+    let mut converted = Vec::new();
+    let mut prev_cr = false;
+    let mut total = 0u64;
+    loop {
+        let n = source.read(&mut buf).await.map_err(|e| TransferError::Storage(e.into()))?;
+        if n == 0 {
+            break;
+        }
+        let chunk = if ascii_mode {
+            ascii::to_network(&buf[..n], &mut prev_cr, &mut converted);
+            &converted[..]
+        } else {
+            &buf[..n]
+        };
+        timed(stall, socket.write_all(chunk)).await?;
+        total += chunk.len() as u64;
+        progress.add(chunk.len() as u64);
+    }
+    timed(stall, socket.flush()).await?;
+    timed(stall, socket.shutdown()).await?;
+    Ok(total)
+}
+
+/// Receives the data connection into an upload until the client closes it;
+/// returns the bytes written to storage. The caller commits the upload.
+pub async fn receive_file<R: AsyncRead + Unpin>(
+    socket: &mut R,
+    upload: &mut Box<dyn Upload>,
+    ascii_mode: bool,
+    buffer_size: usize,
+    stall: Duration,
+    progress: &Progress,
+) -> Result<u64, TransferError> {
+    let mut buf = vec![0u8; buffer_size.max(512)];
+    let mut converted = Vec::new();
+    let mut pending_cr = false;
+    let mut total = 0u64;
+    loop {
+        let n = timed(stall, socket.read(&mut buf)).await?;
+        if n == 0 {
+            break;
+        }
+        progress.add(n as u64);
+        let chunk = if ascii_mode {
+            ascii::from_network(&buf[..n], &mut pending_cr, &mut converted);
+            &converted[..]
+        } else {
+            &buf[..n]
+        };
+        upload.write_all(chunk).await.map_err(|e| TransferError::Storage(e.into()))?;
+        total += chunk.len() as u64;
+    }
+    if ascii_mode {
+        ascii::from_network_finish(pending_cr, &mut converted);
+        upload.write_all(&converted).await.map_err(|e| TransferError::Storage(e.into()))?;
+        total += converted.len() as u64;
+    }
+    upload.flush().await.map_err(|e| TransferError::Storage(e.into()))?;
+    Ok(total)
+}
+
+/// Writes listing bytes to the data connection with the stall timeout.
+pub async fn send_bytes<W: AsyncWrite + Unpin>(
+    socket: &mut W,
+    bytes: &[u8],
+    stall: Duration,
+) -> Result<(), TransferError> {
+    timed(stall, socket.write_all(bytes)).await
+}
+
+/// Ends a listing: flush and close our side.
+pub async fn finish<W: AsyncWrite + Unpin>(socket: &mut W, stall: Duration) -> Result<(), TransferError> {
+    timed(stall, socket.flush()).await?;
+    timed(stall, socket.shutdown()).await
+}

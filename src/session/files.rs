@@ -1,0 +1,191 @@
+//! Commands that act on one file or directory over the control connection:
+//! MKD, RMD, DELE, RNFR/RNTO, SIZE, MDTM, MFMT, MLST, STAT path, SITE.
+
+use std::time::{Duration, SystemTime};
+
+use super::errors::{storage_reply, upload_storage_reply};
+use super::facts::PermView;
+use super::navigation::quote_path;
+use super::user::Ctx;
+use crate::perm::Operation;
+use crate::proto::listing;
+use crate::proto::Reply;
+use crate::vfs::path::split_parent;
+use crate::vfs::Metadata;
+
+impl Ctx<'_> {
+    pub fn perm_view(&self) -> PermView {
+        PermView { perms: self.shared.perms.clone(), account: self.user.account.clone() }
+    }
+
+    /// Refuses operations on mount points themselves (they are grafted, not stored).
+    fn refuse_mount_point(&self, vpath: &str) -> Result<(), Reply> {
+        if vpath == "/" || self.user.vfs.is_mount_point(vpath) {
+            return Err(Reply::new(550, "Cannot modify a virtual directory."));
+        }
+        Ok(())
+    }
+
+    pub async fn mkd(&self, arg: &str) -> Result<Reply, Reply> {
+        let vpath = self.vpath(arg)?;
+        self.refuse_mount_point(&vpath)?;
+        let resolved = self.authorize(Operation::MakeDir, &vpath)?;
+        resolved.mount.storage.make_dir(resolved.rel).await.map_err(|e| storage_reply(&e))?;
+        tracing::info!(user = %self.user.account.name, path = %vpath, "directory created");
+        Ok(Reply::new(257, format!("{} created.", quote_path(&vpath))))
+    }
+
+    pub async fn rmd(&self, arg: &str) -> Result<Reply, Reply> {
+        let vpath = self.vpath(arg)?;
+        self.refuse_mount_point(&vpath)?;
+        let resolved = self.authorize(Operation::RemoveDir, &vpath)?;
+        resolved.mount.storage.remove_dir(resolved.rel).await.map_err(|e| storage_reply(&e))?;
+        tracing::info!(user = %self.user.account.name, path = %vpath, "directory removed");
+        Ok(Reply::new(250, "Directory removed."))
+    }
+
+    pub async fn dele(&self, arg: &str) -> Result<Reply, Reply> {
+        let vpath = self.vpath(arg)?;
+        self.refuse_mount_point(&vpath)?;
+        let resolved = self.authorize(Operation::Delete, &vpath)?;
+        resolved.mount.storage.remove_file(resolved.rel).await.map_err(|e| storage_reply(&e))?;
+        tracing::info!(user = %self.user.account.name, path = %vpath, "file deleted");
+        Ok(Reply::new(250, "File deleted."))
+    }
+
+    pub async fn rnfr(&mut self, arg: &str) -> Result<Reply, Reply> {
+        let vpath = self.vpath(arg)?;
+        self.refuse_mount_point(&vpath)?;
+        let resolved = self.authorize(Operation::RenameFrom, &vpath)?;
+        resolved.mount.storage.metadata(resolved.rel).await.map_err(|e| storage_reply(&e))?;
+        self.user.rename_from = Some(vpath);
+        Ok(Reply::new(350, "Ready for RNTO."))
+    }
+
+    pub async fn rnto(&self, arg: &str, from: Option<String>) -> Result<Reply, Reply> {
+        let Some(from) = from else {
+            return Err(Reply::new(503, "RNFR required first."));
+        };
+        let to = self.vpath(arg)?;
+        self.refuse_mount_point(&to)?;
+        let source = self.authorize(Operation::RenameFrom, &from)?;
+        let target = self.authorize(Operation::RenameTo, &to)?;
+        if !std::ptr::eq(source.mount, target.mount) {
+            return Err(Reply::new(553, "Cannot rename across virtual directories."));
+        }
+        if let Ok(existing) = target.mount.storage.metadata(target.rel).await {
+            if existing.is_dir() {
+                return Err(Reply::new(550, "Target is an existing directory."));
+            }
+            self.authorize(Operation::Overwrite, &to)?;
+        }
+        source.mount.storage.rename(source.rel, target.rel).await.map_err(|e| storage_reply(&e))?;
+        tracing::info!(user = %self.user.account.name, from = %from, to = %to, "renamed");
+        Ok(Reply::new(250, "Rename successful."))
+    }
+
+    async fn stat_meta(&self, arg: &str) -> Result<(String, Metadata), Reply> {
+        let vpath = self.vpath(arg)?;
+        let resolved = self.authorize(Operation::Stat, &vpath)?;
+        let meta = resolved.mount.storage.metadata(resolved.rel).await.map_err(|e| storage_reply(&e))?;
+        Ok((vpath, meta))
+    }
+
+    pub async fn size(&self, arg: &str) -> Result<Reply, Reply> {
+        let (_, meta) = self.stat_meta(arg).await?;
+        if !meta.is_file() {
+            return Err(Reply::new(550, "Not a regular file."));
+        }
+        Ok(Reply::new(213, meta.len.to_string()))
+    }
+
+    pub async fn mdtm(&self, arg: &str) -> Result<Reply, Reply> {
+        let (_, meta) = self.stat_meta(arg).await?;
+        let modified = meta.modified.ok_or_else(|| Reply::new(550, "Modification time unknown."))?;
+        Ok(Reply::new(213, listing::ftp_timestamp(modified)))
+    }
+
+    pub async fn mfmt(&self, time: i64, arg: &str) -> Result<Reply, Reply> {
+        let vpath = self.vpath(arg)?;
+        let resolved = self.authorize(Operation::SetTime, &vpath)?;
+        let when = u64::try_from(time)
+            .ok()
+            .and_then(|secs| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs)))
+            .ok_or_else(|| Reply::new(501, "Time out of range."))?;
+        resolved.mount.storage.set_modified(resolved.rel, when).await.map_err(|e| storage_reply(&e))?;
+        Ok(Reply::new(213, format!("Modify={}; {}", listing::ftp_timestamp(when), vpath)))
+    }
+
+    pub async fn mlst(&self, arg: Option<&str>) -> Result<Reply, Reply> {
+        let (vpath, meta) = self.stat_meta(arg.unwrap_or(".")).await?;
+        let resolved = self.authorize(Operation::Stat, &vpath)?;
+        let perm = self.perm_view().perm_fact(
+            &vpath,
+            &resolved.real_location(),
+            resolved.mount.read_only,
+            meta.is_dir(),
+        );
+        let line = listing::mlsx_line(&vpath, &meta, &perm, None);
+        Ok(Reply::new(250, format!("Listing {vpath}\n{line}\nEnd")))
+    }
+
+    /// STAT with a path: the `ls -l` listing over the control connection
+    /// (213 for a file, 212 for a directory), capped so it stays small.
+    pub async fn stat_path(&self, arg: &str) -> Result<Reply, Reply> {
+        use futures_util::StreamExt as _;
+        const MAX_LINES: usize = 1000;
+        let (vpath, meta) = self.stat_meta(arg).await?;
+        let now = SystemTime::now();
+        if !meta.is_dir() {
+            let name = split_parent(&vpath).map_or(vpath.as_str(), |(_, n)| n).to_string();
+            let line = listing::list_line(&crate::vfs::DirEntry { name, meta }, now);
+            return Ok(Reply::new(213, format!("Status of {vpath}:\n{line}\nEnd of status")));
+        }
+        let resolved = self.authorize(Operation::List, &vpath)?;
+        let mut entries = resolved.mount.storage.list(resolved.rel).await.map_err(|e| storage_reply(&e))?;
+        let mut text = format!("Status of {vpath}:\n");
+        let mut count = 0;
+        while let Some(entry) = entries.next().await {
+            let Ok(entry) = entry else { continue };
+            count += 1;
+            if count > MAX_LINES {
+                text.push_str("... (listing truncated, use LIST)\n");
+                break;
+            }
+            text.push_str(&listing::list_line(&entry, now));
+            text.push('\n');
+        }
+        text.push_str("End of status");
+        Ok(Reply::new(212, text))
+    }
+
+    pub async fn site(&self, arg: &str) -> Result<Reply, Reply> {
+        let mut words = arg.splitn(3, ' ');
+        let sub = words.next().unwrap_or("").to_ascii_uppercase();
+        match sub.as_str() {
+            "HELP" => Ok(Reply::new(214, "SITE commands: CHMOD HELP\nEnd")),
+            "CHMOD" => {
+                let (Some(mode), Some(path)) = (words.next(), words.next()) else {
+                    return Err(Reply::new(501, "Usage: SITE CHMOD <octal mode> <path>"));
+                };
+                let mode = u32::from_str_radix(mode, 8)
+                    .ok()
+                    .filter(|m| *m <= 0o7777)
+                    .ok_or_else(|| Reply::new(501, "Mode must be octal, at most 7777."))?;
+                let vpath = self.vpath(path)?;
+                let resolved = self.authorize(Operation::Chmod, &vpath)?;
+                if !resolved.mount.storage.capabilities().set_mode {
+                    return Err(Reply::new(502, "SITE CHMOD is not supported by this storage."));
+                }
+                resolved
+                    .mount
+                    .storage
+                    .set_mode(resolved.rel, mode)
+                    .await
+                    .map_err(|e| upload_storage_reply(&e))?;
+                Ok(Reply::new(200, "SITE CHMOD command ok."))
+            }
+            _ => Err(Reply::new(504, format!("SITE {sub} not understood."))),
+        }
+    }
+}

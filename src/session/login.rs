@@ -1,0 +1,113 @@
+//! USER, PASS, REIN.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::user::LoggedIn;
+use super::{Outcome, Params, Session};
+use crate::auth::chain::LoginResult;
+use crate::auth::{Account, LoginRequest};
+use crate::proto::Reply;
+use crate::vfs::{self, Vfs};
+
+impl Session {
+    pub(super) fn cmd_user(&mut self, name: String) -> Outcome {
+        if self.user.is_some() {
+            return Reply::new(530, "Can't change to another user.").into();
+        }
+        // The same reply whoever the user is: no account enumeration.
+        self.pending_user = Some(name);
+        Reply::new(331, "Please specify the password.").into()
+    }
+
+    pub(super) async fn cmd_pass(&mut self, password: String) -> Outcome {
+        if self.user.is_some() {
+            return Reply::new(230, "Already logged in.").into();
+        }
+        let Some(name) = self.pending_user.take() else {
+            return Reply::new(503, "Login with USER first.").into();
+        };
+        let request = LoginRequest { user: &name, password: &password, peer: self.peer.ip() };
+        let result = self.shared.auth.authenticate(&request).await;
+        let account = match result {
+            LoginResult::Accepted(account) => account,
+            LoginResult::Rejected { module } => {
+                tracing::warn!(user = %name, module, "login failed: wrong password or disabled account");
+                return self.login_failed().await;
+            }
+            LoginResult::Unknown => {
+                tracing::warn!(user = %name, "login failed: unknown user");
+                return self.login_failed().await;
+            }
+        };
+        let limit = account.max_sessions.unwrap_or(self.shared.config.limits.max_sessions_per_user);
+        let Some(guard) = self.shared.limits.login(&account.name, limit) else {
+            tracing::warn!(user = %account.name, limit, "login refused: too many sessions for this user");
+            return Outcome::Close(Reply::new(421, "Too many sessions for this user, try again later."));
+        };
+        let vfs = match build_vfs(&account).await {
+            Ok(vfs) => vfs,
+            Err(e) => {
+                tracing::error!(user = %account.name, root = %account.root.display(), error = %e, "login failed: root directory unavailable");
+                return Reply::new(530, "Login incorrect: home directory unavailable.").into();
+            }
+        };
+        let cwd = initial_dir(&vfs, &account).await;
+        tracing::info!(user = %account.name, module = account.module, cwd = %cwd, "login");
+        let text = if account.anonymous { "Anonymous access granted." } else { "Login successful." };
+        self.user = Some(Box::new(LoggedIn {
+            account: Arc::new(*account),
+            vfs,
+            cwd,
+            rename_from: None,
+            _guard: guard,
+        }));
+        self.failures = 0;
+        Reply::new(230, text).into()
+    }
+
+    async fn login_failed(&mut self) -> Outcome {
+        self.failures += 1;
+        let delay = Duration::from_millis(self.shared.config.limits.failed_login_delay_ms);
+        tokio::time::sleep(delay).await;
+        if self.failures >= self.shared.config.limits.max_login_failures {
+            tracing::warn!(failures = self.failures, "too many failed logins, closing");
+            return Outcome::Close(Reply::new(421, "Too many failed logins, closing connection."));
+        }
+        Reply::new(530, "Login incorrect.").into()
+    }
+
+    pub(super) fn cmd_rein(&mut self) -> Outcome {
+        if let Some(user) = self.user.take() {
+            tracing::info!(user = %user.account.name, "logout (REIN)");
+        }
+        self.pending_user = None;
+        self.params = Params::default();
+        Reply::new(220, "Ready for a new user.").into()
+    }
+}
+
+async fn build_vfs(account: &Account) -> Result<Vfs, crate::vfs::StorageError> {
+    let root = account.root.clone();
+    let mounts = account.mounts.clone();
+    match tokio::task::spawn_blocking(move || Vfs::local(&root, &mounts, false)).await {
+        Ok(result) => result,
+        Err(e) => Err(crate::vfs::StorageError::new(crate::vfs::StorageErrorKind::Other, e.to_string())),
+    }
+}
+
+/// The account's initial directory if it exists, else `/`.
+async fn initial_dir(vfs: &Vfs, account: &Account) -> String {
+    let Ok(dir) = vfs::normalize("/", &account.initial_dir) else {
+        return "/".to_string();
+    };
+    if let Some(resolved) = vfs.resolve(&dir) {
+        if let Ok(meta) = resolved.mount.storage.metadata(resolved.rel).await {
+            if meta.is_dir() {
+                return dir;
+            }
+        }
+    }
+    tracing::warn!(user = %account.name, initial_dir = %dir, "initial directory missing, starting at /");
+    "/".to_string()
+}

@@ -1,0 +1,645 @@
+//! Data-connection commands: REST, PASV, EPSV, PORT, EPRT and the transfers
+//! RETR, STOR, APPE, STOU, LIST, NLST, MLSD.
+//!
+//! A handler checks everything it can before replying 150 (permissions, the
+//! file, the data setup), then hands the loop a [`Transfer`]: a boxed future
+//! owning the data connection and the file, polled beside the control
+//! connection. Dropping it (ABOR, disconnect) closes both and discards an
+//! unfinished replacement.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_util::StreamExt as _;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::errors::{storage_reply, upload_storage_reply};
+use super::facts::PermView;
+use super::user::Ctx;
+use super::{new_progress, BoxFuture, Outcome, Session};
+use crate::data::channel::{self, ActiveRefusal};
+use crate::data::copy::{self, TransferError};
+use crate::data::{DataSetup, Progress};
+use crate::perm::Operation;
+use crate::proto::{listing, EpsvArg, Reply, TransferType};
+use crate::vfs::path::split_parent;
+use crate::vfs::{DirEntry, EntryStream, StorageErrorKind, Upload, WriteMode};
+
+/// A transfer running beside the control loop.
+pub(super) struct Transfer {
+    pub future: BoxFuture<Finished>,
+    pub progress: Arc<Progress>,
+    pub command: &'static str,
+    pub path: String,
+    pub started: Instant,
+    /// The upload replaces an existing file: commit only if the client is
+    /// still there when the data ends.
+    pub replaces_existing: bool,
+    /// STOU's chosen name.
+    pub unique_name: Option<String>,
+}
+
+/// How a transfer ended.
+pub(super) enum Finished {
+    Sent(u64),
+    Received(Box<dyn Upload>, u64),
+    Listed(u64),
+    NoConnection(io::Error),
+    Failed(TransferError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StoreKind {
+    Stor,
+    Appe,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ListFormat {
+    List,
+    Nlst,
+    Mlsd,
+}
+
+/// Opens the data connection the client asked for.
+struct Connector {
+    setup: DataSetup,
+    peer: IpAddr,
+    local: IpAddr,
+    timeout: Duration,
+}
+
+impl Connector {
+    async fn open(self) -> io::Result<TcpStream> {
+        let stream = match self.setup {
+            DataSetup::Passive(listener) => listener.accept_from(self.peer, self.timeout).await?,
+            DataSetup::Active(addr) => channel::connect_active(addr, self.local, self.timeout).await?,
+            DataSetup::None => return Err(io::Error::new(io::ErrorKind::NotConnected, "no data setup")),
+        };
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+}
+
+impl Ctx<'_> {
+    pub fn rest(&mut self, offset: u64) -> Reply {
+        self.params.rest = offset;
+        Reply::new(350, format!("Restarting at {offset}. Send STOR or RETR."))
+    }
+
+    fn data_timeout(&self) -> Duration {
+        Duration::from_secs(self.shared.config.timeouts.data.max(1))
+    }
+
+    pub fn pasv(&mut self) -> Reply {
+        if self.params.epsv_all {
+            return Reply::new(503, "PASV not allowed after EPSV ALL.");
+        }
+        let local_ip = self.local.ip().to_canonical();
+        let advertised = match self.shared.config.passive.advertised_address.unwrap_or(local_ip) {
+            IpAddr::V4(v4) => v4,
+            IpAddr::V6(_) => return Reply::new(425, "PASV needs IPv4; use EPSV."),
+        };
+        let listener = match self.shared.passive.bind(self.local.ip()) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "no passive port available");
+                return Reply::new(425, "Cannot open passive connection.");
+            }
+        };
+        let port = listener.port();
+        self.params.data = DataSetup::Passive(listener);
+        let o = advertised.octets();
+        Reply::new(
+            227,
+            format!(
+                "Entering Passive Mode ({},{},{},{},{},{}).",
+                o[0],
+                o[1],
+                o[2],
+                o[3],
+                port >> 8,
+                port & 0xff
+            ),
+        )
+    }
+
+    pub fn epsv(&mut self, arg: EpsvArg) -> Reply {
+        let is_v4 = self.local.ip().to_canonical().is_ipv4();
+        match arg {
+            EpsvArg::All => {
+                self.params.epsv_all = true;
+                return Reply::new(200, "EPSV ALL ok.");
+            }
+            EpsvArg::Protocol(1) if !is_v4 => {
+                return Reply::new(522, "Network protocol not supported, use (2)")
+            }
+            EpsvArg::Protocol(2) if is_v4 => {
+                return Reply::new(522, "Network protocol not supported, use (1)")
+            }
+            EpsvArg::Protocol(p) if p != 1 && p != 2 => {
+                return Reply::new(
+                    522,
+                    if is_v4 {
+                        "Network protocol not supported, use (1)"
+                    } else {
+                        "Network protocol not supported, use (2)"
+                    },
+                )
+            }
+            _ => {}
+        }
+        match self.shared.passive.bind(self.local.ip()) {
+            Ok(listener) => {
+                let port = listener.port();
+                self.params.data = DataSetup::Passive(listener);
+                Reply::new(229, format!("Entering Extended Passive Mode (|||{port}|)"))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no passive port available");
+                Reply::new(425, "Cannot open passive connection.")
+            }
+        }
+    }
+
+    pub fn port(&mut self, target: SocketAddr, extended: bool) -> Reply {
+        if self.params.epsv_all {
+            return Reply::new(503, "Only EPSV is allowed after EPSV ALL.");
+        }
+        match channel::check_active_target(target, self.peer.ip()) {
+            Ok(()) => {
+                self.params.data = DataSetup::Active(target);
+                let verb = if extended { "EPRT" } else { "PORT" };
+                Reply::new(200, format!("{verb} command successful. Consider using EPSV."))
+            }
+            Err(refusal) => {
+                tracing::warn!(target = %target, ?refusal, "refused active data connection target (bounce protection)");
+                match refusal {
+                    ActiveRefusal::ForeignAddress => {
+                        Reply::new(501, "Data connections only to your own address.")
+                    }
+                    ActiveRefusal::PrivilegedPort => {
+                        Reply::new(501, "Data connections only to ports 1024 and above.")
+                    }
+                }
+            }
+        }
+    }
+
+    fn require_data_setup(&self) -> Result<(), Reply> {
+        match self.params.data {
+            DataSetup::None => Err(Reply::new(425, "Use PORT, EPRT, PASV or EPSV first.")),
+            _ => Ok(()),
+        }
+    }
+
+    fn take_connector(&mut self) -> Connector {
+        Connector {
+            setup: std::mem::take(&mut self.params.data),
+            peer: self.peer.ip(),
+            local: self.local.ip(),
+            timeout: self.data_timeout(),
+        }
+    }
+
+    fn mode_name(&self) -> &'static str {
+        match self.params.ty {
+            TransferType::Ascii => "ASCII",
+            TransferType::Image => "BINARY",
+        }
+    }
+
+    pub async fn retr(&mut self, arg: &str) -> Result<Outcome, Reply> {
+        let offset = std::mem::take(&mut self.params.rest);
+        let vpath = self.vpath(arg)?;
+        let resolved = self.authorize(Operation::Read, &vpath)?;
+        let storage = resolved.mount.storage.clone();
+        let rel = resolved.rel.to_string();
+        let meta = storage.metadata(&rel).await.map_err(|e| storage_reply(&e))?;
+        if !meta.is_file() {
+            return Err(Reply::new(550, "Not a regular file."));
+        }
+        if offset > meta.len {
+            return Err(Reply::new(554, "Restart offset beyond end of file."));
+        }
+        self.require_data_setup()?;
+        let reader = storage.read(&rel, offset).await.map_err(|e| storage_reply(&e))?;
+        let connector = self.take_connector();
+        let progress = new_progress();
+        let (ascii, size, stall) = (
+            self.params.ty == TransferType::Ascii,
+            self.shared.config.transfer.send_buffer,
+            self.data_timeout(),
+        );
+        let p = progress.clone();
+        let future = Box::pin(async move {
+            let mut socket = match connector.open().await {
+                Ok(s) => s,
+                Err(e) => return Finished::NoConnection(e),
+            };
+            match copy::send_file(reader, &mut socket, ascii, size, stall, &p).await {
+                Ok(n) => Finished::Sent(n),
+                Err(e) => Finished::Failed(e),
+            }
+        });
+        let name = split_parent(&vpath).map_or("", |(_, n)| n);
+        let reply = Reply::new(
+            150,
+            format!(
+                "Opening {} mode data connection for {} ({} bytes).",
+                self.mode_name(),
+                name,
+                meta.len - offset
+            ),
+        );
+        Ok(Outcome::Transfer(reply, self.transfer("RETR", vpath, progress, future, false)))
+    }
+
+    fn transfer(
+        &self,
+        command: &'static str,
+        path: String,
+        progress: Arc<Progress>,
+        future: BoxFuture<Finished>,
+        replaces_existing: bool,
+    ) -> Transfer {
+        Transfer {
+            future,
+            progress,
+            command,
+            path,
+            started: Instant::now(),
+            replaces_existing,
+            unique_name: None,
+        }
+    }
+
+    pub async fn store(&mut self, arg: &str, kind: StoreKind) -> Result<Outcome, Reply> {
+        let offset = std::mem::take(&mut self.params.rest);
+        let vpath = self.vpath(arg)?;
+        self.require_data_setup()?;
+        let resolved = self.user.vfs.resolve(&vpath).ok_or_else(super::errors::permission_denied)?;
+        let exists = match resolved.mount.storage.metadata(resolved.rel).await {
+            Ok(meta) if meta.is_dir() => return Err(Reply::new(550, "Is a directory.")),
+            Ok(_) => true,
+            Err(e) if e.kind == StorageErrorKind::NotFound => false,
+            Err(e) => return Err(storage_reply(&e)),
+        };
+        let (op, mode) = match kind {
+            StoreKind::Appe if exists => (Operation::Append, WriteMode::Append),
+            StoreKind::Appe => (Operation::Write, WriteMode::Append),
+            StoreKind::Stor if offset > 0 => (Operation::Append, WriteMode::At(offset)),
+            StoreKind::Stor if exists => (Operation::Overwrite, WriteMode::Replace),
+            StoreKind::Stor => (Operation::Write, WriteMode::Replace),
+        };
+        let resolved = self.authorize(op, &vpath)?;
+        let upload = resolved.mount.storage.write(resolved.rel, mode).await.map_err(|e| {
+            if e.kind == StorageErrorKind::InvalidName && matches!(mode, WriteMode::At(_)) {
+                Reply::new(554, "Restart offset beyond end of file.")
+            } else {
+                upload_storage_reply(&e)
+            }
+        })?;
+        let command = if kind == StoreKind::Appe { "APPE" } else { "STOR" };
+        let replaces = exists && mode == WriteMode::Replace;
+        let (progress, future) = self.upload_future(upload);
+        let reply = Reply::new(150, format!("Ok to send data ({} mode).", self.mode_name()));
+        Ok(Outcome::Transfer(reply, self.transfer(command, vpath, progress, future, replaces)))
+    }
+
+    fn upload_future(&mut self, mut upload: Box<dyn Upload>) -> (Arc<Progress>, BoxFuture<Finished>) {
+        let connector = self.take_connector();
+        let progress = new_progress();
+        let (ascii, size, stall) = (
+            self.params.ty == TransferType::Ascii,
+            self.shared.config.transfer.receive_buffer,
+            self.data_timeout(),
+        );
+        let p = progress.clone();
+        let future = Box::pin(async move {
+            let mut socket = match connector.open().await {
+                Ok(s) => s,
+                Err(e) => return Finished::NoConnection(e),
+            };
+            match copy::receive_file(&mut socket, &mut upload, ascii, size, stall, &p).await {
+                Ok(n) => Finished::Received(upload, n),
+                Err(e) => Finished::Failed(e),
+            }
+        });
+        (progress, future)
+    }
+
+    pub async fn stou(&mut self, hint: Option<&str>) -> Result<Outcome, Reply> {
+        self.params.rest = 0;
+        self.require_data_setup()?;
+        let base = match hint {
+            Some(h) => self.vpath(h)?,
+            None => self.vpath("ftp.upload")?,
+        };
+        for attempt in 0..8u32 {
+            let vpath = if attempt == 0 && hint.is_some() {
+                base.clone()
+            } else {
+                format!("{base}.{:08x}", rand::random::<u32>())
+            };
+            let resolved = self.authorize(Operation::Write, &vpath)?;
+            match resolved.mount.storage.write(resolved.rel, WriteMode::CreateNew).await {
+                Ok(upload) => {
+                    let name = split_parent(&vpath).map_or("", |(_, n)| n).to_string();
+                    let (progress, future) = self.upload_future(upload);
+                    let mut transfer = self.transfer("STOU", vpath, progress, future, false);
+                    transfer.unique_name = Some(name.clone());
+                    return Ok(Outcome::Transfer(Reply::new(150, format!("FILE: {name}")), transfer));
+                }
+                Err(e) if e.kind == StorageErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(upload_storage_reply(&e)),
+            }
+        }
+        Err(Reply::new(553, "Could not find a unique file name."))
+    }
+
+    pub async fn listing(&mut self, arg: Option<&str>, format: ListFormat) -> Result<Outcome, Reply> {
+        let arg = arg.unwrap_or("");
+        // `NLST *.txt` (mget) and `LIST dir/*.iso`: a pattern in the last component.
+        let (dir_arg, pattern) = match arg.rsplit_once('/') {
+            Some((dir, last)) if has_glob(last) && format != ListFormat::Mlsd => {
+                (if dir.is_empty() { "/" } else { dir }, Some(last.to_string()))
+            }
+            None if has_glob(arg) && format != ListFormat::Mlsd => ("", Some(arg.to_string())),
+            _ => (arg, None),
+        };
+        let vpath = self.vpath(dir_arg)?;
+        let view = self.perm_view();
+        let resolved = self.user.vfs.resolve(&vpath).ok_or_else(super::errors::permission_denied)?;
+        let meta = resolved.mount.storage.metadata(resolved.rel).await.map_err(|e| storage_reply(&e))?;
+        let now = SystemTime::now();
+        let read_only_mount = resolved.mount.read_only;
+        let source = if meta.is_dir() {
+            let resolved = self.authorize(Operation::List, &vpath)?;
+            let entries = resolved.mount.storage.list(resolved.rel).await.map_err(|e| storage_reply(&e))?;
+            let mut mounts = Vec::new();
+            for name in self.user.vfs.mount_points_in(&vpath) {
+                let child = child_path(&vpath, name);
+                if let Some(m) = self.user.vfs.resolve(&child) {
+                    if let Ok(meta) = m.mount.storage.metadata(m.rel).await {
+                        mounts.push((
+                            DirEntry { name: name.to_string(), meta },
+                            m.real_location(),
+                            m.mount.read_only,
+                        ));
+                    }
+                }
+            }
+            Source::Dir { entries, mounts, real: resolved.real_location() }
+        } else {
+            if format == ListFormat::Mlsd {
+                return Err(Reply::new(501, "Not a directory; use MLST."));
+            }
+            self.authorize(Operation::Stat, &vpath)?;
+            let name = split_parent(&vpath).map_or("", |(_, n)| n).to_string();
+            Source::File(DirEntry { name, meta })
+        };
+        self.require_data_setup()?;
+        let connector = self.take_connector();
+        let job = ListingJob { format, view, dir: vpath.clone(), read_only_mount, pattern, now };
+        let progress = new_progress();
+        let p = progress.clone();
+        let stall = self.data_timeout();
+        let future = Box::pin(async move {
+            let mut socket = match connector.open().await {
+                Ok(s) => s,
+                Err(e) => return Finished::NoConnection(e),
+            };
+            match job.run(source, &mut socket, stall, &p).await {
+                Ok(n) => Finished::Listed(n),
+                Err(e) => Finished::Failed(e),
+            }
+        });
+        let command = match format {
+            ListFormat::List => "LIST",
+            ListFormat::Nlst => "NLST",
+            ListFormat::Mlsd => "MLSD",
+        };
+        let reply = Reply::new(150, "Here comes the directory listing.");
+        Ok(Outcome::Transfer(reply, self.transfer(command, vpath, progress, future, false)))
+    }
+}
+
+fn child_path(dir: &str, name: &str) -> String {
+    if dir == "/" {
+        format!("/{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+fn has_glob(s: &str) -> bool {
+    s.contains(['*', '?'])
+}
+
+/// Shell-style matching of `*` and `?` (no character classes), iterative with
+/// one backtrack point so hostile patterns stay linear-ish.
+fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// What a listing reads.
+enum Source {
+    Dir { entries: EntryStream, mounts: Vec<(DirEntry, PathBuf, bool)>, real: PathBuf },
+    File(DirEntry),
+}
+
+/// Formats a listing as it streams, in chunks, never holding it whole.
+struct ListingJob {
+    format: ListFormat,
+    view: PermView,
+    dir: String,
+    read_only_mount: bool,
+    pattern: Option<String>,
+    now: SystemTime,
+}
+
+impl ListingJob {
+    async fn run(
+        self,
+        source: Source,
+        socket: &mut TcpStream,
+        stall: Duration,
+        progress: &Progress,
+    ) -> Result<u64, TransferError> {
+        const CHUNK: usize = 32 * 1024;
+        let mut buf = Vec::with_capacity(CHUNK + 512);
+        let mut sent = 0u64;
+        match source {
+            Source::File(entry) => {
+                let real = PathBuf::new();
+                self.format_entry(&entry, &self.dir, &real, self.read_only_mount, &mut buf);
+            }
+            Source::Dir { mut entries, mounts, real } => {
+                for (entry, real, read_only) in &mounts {
+                    let vpath = child_path(&self.dir, &entry.name);
+                    self.push_entry(entry, &vpath, real, *read_only, &mut buf);
+                }
+                while let Some(item) = entries.next().await {
+                    let entry = match item {
+                        Ok(entry) => entry,
+                        Err(e) => return Err(TransferError::Storage(e)),
+                    };
+                    if mounts.iter().any(|(m, _, _)| m.name == entry.name) {
+                        continue; // shadowed by a virtual directory
+                    }
+                    let vpath = child_path(&self.dir, &entry.name);
+                    self.push_entry(&entry, &vpath, &real.join(&entry.name), self.read_only_mount, &mut buf);
+                    if buf.len() >= CHUNK {
+                        copy::send_bytes(socket, &buf, stall).await?;
+                        sent += buf.len() as u64;
+                        progress.add(buf.len() as u64);
+                        buf.clear();
+                    }
+                }
+            }
+        }
+        copy::send_bytes(socket, &buf, stall).await?;
+        sent += buf.len() as u64;
+        progress.add(buf.len() as u64);
+        copy::finish(socket, stall).await?;
+        Ok(sent)
+    }
+
+    /// Adds an entry unless filtered out by the pattern or by the user's
+    /// right to see it.
+    fn push_entry(
+        &self,
+        entry: &DirEntry,
+        vpath: &str,
+        real: &std::path::Path,
+        read_only: bool,
+        buf: &mut Vec<u8>,
+    ) {
+        if let Some(pattern) = &self.pattern {
+            if !glob_match(pattern, &entry.name) {
+                return;
+            }
+        }
+        if !self.view.allows(Operation::Stat, vpath, real, read_only) {
+            return;
+        }
+        self.format_entry(entry, vpath, real, read_only, buf);
+    }
+
+    fn format_entry(
+        &self,
+        entry: &DirEntry,
+        vpath: &str,
+        real: &std::path::Path,
+        read_only: bool,
+        buf: &mut Vec<u8>,
+    ) {
+        let line = match self.format {
+            ListFormat::List => listing::list_line(entry, self.now),
+            ListFormat::Nlst => entry.name.clone(),
+            ListFormat::Mlsd => {
+                let perm = self.view.perm_fact(vpath, real, read_only, entry.meta.is_dir());
+                listing::mlsx_line(&entry.name, &entry.meta, &perm, None)
+            }
+        };
+        buf.extend_from_slice(line.as_bytes());
+        buf.extend_from_slice(b"\r\n");
+    }
+}
+
+impl Session {
+    /// Logs a finished transfer and chooses the final reply; commits uploads.
+    pub(super) async fn finish_transfer(&mut self, t: Transfer, done: Finished) -> Reply {
+        let user = self.user.as_ref().map(|u| u.account.name.clone()).unwrap_or_default();
+        let ms = t.started.elapsed().as_millis() as u64;
+        let log = |result: &str, bytes: u64| {
+            tracing::info!(user = %user, command = t.command, path = %t.path, bytes, ms, result, "transfer");
+        };
+        match done {
+            Finished::Sent(n) => {
+                log("ok", n);
+                Reply::new(226, "Transfer complete.")
+            }
+            Finished::Listed(n) => {
+                tracing::debug!(user = %user, command = t.command, path = %t.path, bytes = n, "listing sent");
+                Reply::new(226, "Directory send OK.")
+            }
+            Finished::Received(upload, n) => {
+                if t.replaces_existing && self.control.peer_closed(Duration::from_millis(50)).await {
+                    log("discarded: client vanished", n);
+                    drop(upload);
+                    return Reply::new(426, "Connection closed; upload discarded.");
+                }
+                match upload.commit().await {
+                    Ok(size) => {
+                        log("ok", size);
+                        match &t.unique_name {
+                            Some(name) => {
+                                Reply::new(226, format!("Transfer complete (unique file name: {name})."))
+                            }
+                            None => Reply::new(226, "Transfer complete."),
+                        }
+                    }
+                    Err(e) => {
+                        log("commit failed", n);
+                        tracing::warn!(error = %e, "upload commit failed");
+                        upload_storage_reply(&e)
+                    }
+                }
+            }
+            Finished::NoConnection(e) => {
+                log("no data connection", 0);
+                tracing::info!(error = %e, "data connection failed");
+                Reply::new(425, "Can't open data connection.")
+            }
+            Finished::Failed(TransferError::Storage(e)) => {
+                log("storage error", t.progress.bytes());
+                tracing::warn!(error = %e, "transfer failed");
+                upload_storage_reply(&e)
+            }
+            Finished::Failed(e) => {
+                log("data connection lost", t.progress.bytes());
+                tracing::info!(error = %e, "transfer interrupted");
+                Reply::new(426, "Connection closed; transfer aborted.")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*.txt", "a.txt"));
+        assert!(!glob_match("*.txt", "a.txt.gz"));
+        assert!(glob_match("a?c*", "abcdef"));
+        assert!(glob_match("*", ""));
+        assert!(!glob_match("?", ""));
+        assert!(glob_match("*a*b*", "xxaxxbxx"));
+    }
+}
