@@ -50,7 +50,8 @@ pub fn init_tracing() {
     TRACING.call_once(|| {
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_test_writer().try_init();
+        let _ =
+            tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_test_writer().try_init();
     });
 }
 
@@ -349,11 +350,8 @@ impl Ftp {
         stream.set_write_timeout(Some(REPLY_TIMEOUT)).unwrap();
         let _ = stream.set_nodelay(true);
         let writer = stream.try_clone().unwrap();
-        let mut ftp = Ftp {
-            reader: BufReader::new(stream),
-            writer,
-            greeting: Reply { code: 0, lines: Vec::new() },
-        };
+        let mut ftp =
+            Ftp { reader: BufReader::new(stream), writer, greeting: Reply { code: 0, lines: Vec::new() } };
         ftp.greeting = ftp.read_reply();
         ftp
     }
@@ -392,7 +390,10 @@ impl Ftp {
             // Bounded by the read timeout and by this line count.
             for _ in 0..100_000 {
                 let line = self.read_line()?.ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed inside a multi-line reply")
+                    io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "connection closed inside a multi-line reply",
+                    )
                 })?;
                 let done = line.starts_with(&end) || line == code.to_string();
                 lines.push(line);
@@ -440,6 +441,13 @@ impl Ftp {
     pub fn expect(&mut self, line: &str, code: u16) -> Reply {
         let reply = self.cmd(line);
         assert_eq!(reply.code, code, "`{line}` got `{reply}`, expected {code}");
+        reply
+    }
+
+    /// Reads the next reply and checks its code (e.g. a transfer's 226).
+    pub fn expect_final(&mut self, code: u16) -> Reply {
+        let reply = self.read_reply();
+        assert_eq!(reply.code, code, "got `{reply}`, expected {code}");
         reply
     }
 
@@ -591,7 +599,8 @@ fn parse_code(line: &str) -> Option<u16> {
 pub fn parse_pasv(text: &str) -> Option<SocketAddr> {
     let start = text.find('(')?;
     let end = text[start..].find(')')? + start;
-    let nums: Vec<u16> = text[start + 1..end].split(',').map(|n| n.trim().parse().ok()).collect::<Option<_>>()?;
+    let nums: Vec<u16> =
+        text[start + 1..end].split(',').map(|n| n.trim().parse().ok()).collect::<Option<_>>()?;
     if nums.len() != 6 || nums.iter().any(|&n| n > 255) {
         return None;
     }
