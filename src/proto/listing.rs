@@ -12,9 +12,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use crate::vfs::{DirEntry, FileKind, Metadata};
 
 /// 1000-01-01T00:00:00Z: the earliest time RFC 3659 `time-val` can express.
-const MIN_SECS: i64 = -30_610_224_000;
+pub(super) const MIN_SECS: i64 = -30_610_224_000;
 /// 9999-12-31T23:59:59Z: the latest.
-const MAX_SECS: i64 = 253_402_300_799;
+pub(super) const MAX_SECS: i64 = 253_402_300_799;
 /// Half a Gregorian year, the age at which `ls` switches from time to year.
 const SIX_MONTHS_SECS: i64 = 31_556_952 / 2;
 
