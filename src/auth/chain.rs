@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::anonymous::{self, Anonymous};
 use super::userdb::{self, UserDb};
 use super::{password, Account, AuthOutcome, Authenticator, LoginRequest};
+use crate::config::load::closest;
 use crate::config::{Config, ConfigError, AUTH_MODULES, PLANNED_AUTH_MODULES};
 
 /// Modules asked in configured order; the first that knows the user decides.
@@ -73,10 +74,12 @@ pub fn build_chain(config: &Config) -> Result<AuthChain, ConfigError> {
                 )))
             }
             unknown => {
+                let guess = closest(unknown, AUTH_MODULES).map(|g| format!("; did you mean `{g}`?"));
                 return Err(ConfigError(format!(
-                    "auth.chain: unknown module `{unknown}`; valid modules: {}",
-                    AUTH_MODULES.join(", ")
-                )))
+                    "auth.chain: unknown module `{unknown}`; valid modules: {}{}",
+                    AUTH_MODULES.join(", "),
+                    guess.unwrap_or_default()
+                )));
             }
         };
         modules.push(module);

@@ -600,7 +600,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = store(&dir);
         let ok = UserRecord::new("bob", "$h", dir.path());
-        let cases: Vec<Box<dyn Fn(&mut UserRecord)>> = vec![
+        type Change = Box<dyn Fn(&mut UserRecord)>;
+        let cases: Vec<Change> = vec![
             Box::new(|r| r.name = String::new()),
             Box::new(|r| r.name = "a b".into()),
             Box::new(|r| r.name = "a/b".into()),
