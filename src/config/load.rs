@@ -7,7 +7,7 @@
 //!
 //! The text is parsed twice: once into [`Config`] (serde, which rejects
 //! unknown keys and wrong types), and once into a tree of key and value
-//! positions ([`SpanTree`]) used to name the section of an unknown key, the
+//! positions (`SpanTree`) used to name the section of an unknown key, the
 //! key of a wrong value, and the line of a setting that fails validation.
 
 use std::collections::BTreeMap;
