@@ -265,8 +265,6 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
     runtime.block_on(start_server(config, chain)).map_err(|e| Failure::failed(format!("{e:#}")))
 }
 
-// WIRING POINT: the server is written on another branch. This is the only
-// place the CLI calls into it; `server::run` is a stub until the merge.
 async fn start_server(config: Config, chain: AuthChain) -> anyhow::Result<()> {
     ferroftpd::server::run(config, chain).await
 }
