@@ -1,1 +1,635 @@
-fn main() {}
+//! The `ferroftpd` command: run the server, check a configuration file, and
+//! manage virtual users. A thin layer over the library: parsing arguments,
+//! phrasing errors and choosing exit codes (0 ok, 1 operation failed,
+//! 2 bad input or configuration) happen here; everything else lives in
+//! `ferroftpd::…` so tests reach the same code.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use rand::distributions::{Alphanumeric, DistString};
+use rand::rngs::OsRng;
+
+use ferroftpd::auth::password::hash_password;
+use ferroftpd::auth::userdb::{self, SqliteUserStore, UserDbError, UserRecord, UserStore};
+use ferroftpd::auth::{build_chain, AuthChain};
+use ferroftpd::config::{self, Config};
+use ferroftpd::vfs::{normalize, MountSpec};
+
+/// User database used when neither `--db` nor `--config` names one.
+const DEFAULT_DB: &str = "ferroftpd-users.db";
+/// Directory served by the demo setup (`serve` without `--config`).
+const DEMO_ROOT: &str = "ftp-root";
+const DEMO_USER: &str = "demo";
+const DEMO_README: &str = "\
+Welcome to ferroftpd.
+
+This is the demo setup, started by `ferroftpd serve` without --config.
+Anonymous users (user `anonymous` or `ftp`, any password) can read this
+directory; the user `demo` (password printed at start) can also write.
+
+To run your own server, write a configuration file, check it with
+`ferroftpd check-config FILE`, then start `ferroftpd serve --config FILE`.
+Add users with `ferroftpd user add NAME --root DIR`.
+";
+
+#[derive(Debug, Parser)]
+#[command(name = "ferroftpd", version, about = "A frugal, fast FTP server with virtual users")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the FTP server (without --config: a demo setup in the current directory).
+    Serve(ServeArgs),
+    /// Check a configuration file; print "FILE: OK" or its problems.
+    CheckConfig {
+        /// The TOML configuration file.
+        file: PathBuf,
+    },
+    /// Manage virtual users (changes apply at the user's next login).
+    User(UserArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Configuration file; refused with exit code 2 if it has problems.
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on, e.g. 0.0.0.0:2121 (repeatable; replaces server.listen).
+    #[arg(long, value_name = "ADDR")]
+    listen: Vec<SocketAddr>,
+    /// Log level or tracing filter; overrides RUST_LOG, which overrides log.level.
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct UserArgs {
+    /// User database (default: userdb.path of --config, else ./ferroftpd-users.db).
+    #[arg(long, global = true, value_name = "PATH")]
+    db: Option<PathBuf>,
+    /// Configuration file whose userdb.path to use.
+    #[arg(long, short, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: UserCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user.
+    Add(AddArgs),
+    /// Delete a user.
+    Del { name: String },
+    /// List users.
+    List,
+    /// Set a user's password (prompts when no option is given and stdin is a terminal).
+    Passwd {
+        name: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Change a user's settings.
+    Mod(ModArgs),
+}
+
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+struct PasswordArgs {
+    /// The password (visible to other local users in the process list: prefer --password-stdin).
+    #[arg(long, value_name = "P")]
+    password: Option<String>,
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+#[derive(Debug, Args)]
+struct AddArgs {
+    name: String,
+    #[command(flatten)]
+    password: PasswordArgs,
+    /// Real directory the user sees as `/` (must exist).
+    #[arg(long, value_name = "DIR")]
+    root: PathBuf,
+    /// Virtual directory the session starts in.
+    #[arg(long, value_name = "/DIR", default_value = "/")]
+    initial_dir: String,
+    /// Virtual directory grafted from a real one, `:ro` for read-only (repeatable).
+    #[arg(long = "mount", value_name = "/VIRT=/REAL[:ro]")]
+    mounts: Vec<String>,
+    /// Group the user belongs to (repeatable).
+    #[arg(long = "group", value_name = "G")]
+    groups: Vec<String>,
+    /// Refuse every modification.
+    #[arg(long)]
+    read_only: bool,
+    /// Simultaneous sessions allowed (default: limits.max_sessions_per_user).
+    #[arg(long, value_name = "N")]
+    max_sessions: Option<u32>,
+    /// Create the account disabled.
+    #[arg(long)]
+    disabled: bool,
+}
+
+#[derive(Debug, Args)]
+struct ModArgs {
+    name: String,
+    #[command(flatten)]
+    password: PasswordArgs,
+    /// New real root directory (must exist).
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// New initial virtual directory.
+    #[arg(long, value_name = "/DIR")]
+    initial_dir: Option<String>,
+    /// Remove all mounts first (before --mount adds new ones).
+    #[arg(long)]
+    clear_mounts: bool,
+    /// Remove the mount at this virtual path (repeatable).
+    #[arg(long, value_name = "/VIRT")]
+    unmount: Vec<String>,
+    /// Add or replace a mount, `:ro` for read-only (repeatable).
+    #[arg(long = "mount", value_name = "/VIRT=/REAL[:ro]")]
+    mounts: Vec<String>,
+    /// Remove all groups first (before --group adds new ones).
+    #[arg(long)]
+    clear_groups: bool,
+    /// Add a group (repeatable).
+    #[arg(long = "group", value_name = "G")]
+    groups: Vec<String>,
+    /// Refuse every modification.
+    #[arg(long, conflicts_with = "read_write")]
+    read_only: bool,
+    /// Allow modifications again.
+    #[arg(long)]
+    read_write: bool,
+    /// Simultaneous sessions allowed.
+    #[arg(long, value_name = "N", conflicts_with = "default_max_sessions")]
+    max_sessions: Option<u32>,
+    /// Use the server's limit on simultaneous sessions again.
+    #[arg(long)]
+    default_max_sessions: bool,
+    /// Allow logins again.
+    #[arg(long, conflicts_with = "disable")]
+    enable: bool,
+    /// Refuse logins (the account is kept).
+    #[arg(long)]
+    disable: bool,
+}
+
+/// A failed command: its message, already phrased, and exit code.
+#[derive(Debug)]
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    /// Bad input or configuration: exit code 2.
+    fn input(message: impl std::fmt::Display) -> Failure {
+        Failure { code: 2, message: format!("error: {message}") }
+    }
+
+    /// The operation itself failed: exit code 1.
+    fn failed(message: impl std::fmt::Display) -> Failure {
+        Failure { code: 1, message: format!("error: {message}") }
+    }
+
+    /// A configuration error, printed as is (it names file and line).
+    fn config(e: config::ConfigError) -> Failure {
+        Failure { code: 2, message: e.0 }
+    }
+}
+
+impl From<UserDbError> for Failure {
+    fn from(e: UserDbError) -> Failure {
+        match e {
+            UserDbError::Invalid(_) => Failure::input(e),
+            UserDbError::Missing { .. } => {
+                Failure::failed(format!("{e} (check --db / --config; `ferroftpd user add` creates it)"))
+            }
+            _ => Failure::failed(e),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::CheckConfig { file } => check_config(&file),
+        Command::User(args) => user(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("{}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn check_config(file: &Path) -> Result<(), Failure> {
+    config::load_file(file).map_err(Failure::config)?;
+    println!("{}: OK", file.display());
+    Ok(())
+}
+
+fn serve(args: ServeArgs) -> Result<(), Failure> {
+    let demo = args.config.is_none();
+    let mut config = match &args.config {
+        Some(file) => config::load_file(file).map_err(Failure::config)?,
+        None => demo_config()?,
+    };
+    if !args.listen.is_empty() {
+        config.server.listen = args.listen.clone();
+    }
+    init_tracing(args.log_level.as_deref(), &config.log.level)?;
+    let chain = build_chain(&config).map_err(Failure::config)?;
+    if demo {
+        let password = install_demo_user(&config)?;
+        print_demo_banner(&config, &password);
+    }
+    tracing::info!(listen = ?config.server.listen, chain = ?chain.module_names(), "starting");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::failed(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(start_server(config, chain)).map_err(|e| Failure::failed(format!("{e:#}")))
+}
+
+async fn start_server(config: Config, chain: AuthChain) -> anyhow::Result<()> {
+    ferroftpd::server::run(config, chain).await
+}
+
+/// Log filter: `--log-level` wins, then `RUST_LOG`, then `log.level`.
+/// Logs go to stderr so stdout stays for what a person is meant to read.
+fn init_tracing(flag: Option<&str>, configured: &str) -> Result<(), Failure> {
+    use tracing_subscriber::EnvFilter;
+    let env = std::env::var("RUST_LOG").ok().filter(|s| !s.trim().is_empty());
+    let (source, spec) = match (flag, env) {
+        (Some(f), _) => ("--log-level", f.to_string()),
+        (None, Some(e)) => ("RUST_LOG", e),
+        (None, None) => ("log.level", configured.to_string()),
+    };
+    let filter = EnvFilter::builder().parse(&spec).map_err(|e| {
+        Failure::input(format!(
+            "{source} `{spec}` is not a log level ({e}); use error, warn, info, debug or trace"
+        ))
+    })?;
+    // Fails only if a subscriber is already set, which cannot happen here.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+    Ok(())
+}
+
+/// The embedded default: `./ftp-root` (with a `pub/README.txt`) for
+/// anonymous users and `./ferroftpd-users.db`, made absolute so nothing
+/// depends on the working directory later.
+fn demo_config() -> Result<Config, Failure> {
+    let cwd = std::env::current_dir()
+        .map_err(|e| Failure::failed(format!("cannot read the current directory: {e}")))?;
+    let root = cwd.join(DEMO_ROOT);
+    let pub_dir = root.join("pub");
+    std::fs::create_dir_all(&pub_dir)
+        .map_err(|e| Failure::failed(format!("cannot create {}: {e}", pub_dir.display())))?;
+    let readme = pub_dir.join("README.txt");
+    if !readme.exists() {
+        std::fs::write(&readme, DEMO_README)
+            .map_err(|e| Failure::failed(format!("cannot write {}: {e}", readme.display())))?;
+    }
+    let mut config = Config::default();
+    config.anonymous.root = root;
+    config.userdb.path = cwd.join(DEFAULT_DB);
+    config::validate(&mut config, Path::new("built-in demo configuration")).map_err(Failure::config)?;
+    Ok(config)
+}
+
+/// Gives the `demo` user a fresh random password (its other settings are
+/// kept if it exists) and returns the password.
+fn install_demo_user(config: &Config) -> Result<String, Failure> {
+    let password = Alphanumeric.sample_string(&mut OsRng, 16);
+    let hash = hash_password(&password).map_err(Failure::failed)?;
+    let store = SqliteUserStore::open(&config.userdb.path)?;
+    let record = match store.get(DEMO_USER)? {
+        Some(existing) => UserRecord { password_hash: hash, ..existing },
+        None => UserRecord::new(DEMO_USER, hash, config.anonymous.root.clone()),
+    };
+    store.put(&record)?;
+    Ok(password)
+}
+
+fn print_demo_banner(config: &Config, password: &str) {
+    let addr = config.server.listen.first().copied().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 2121)));
+    let host = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let url = SocketAddr::new(host, addr.port());
+    let listen: Vec<String> = config.server.listen.iter().map(|a| a.to_string()).collect();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "ferroftpd demo setup (no --config given)\n\
+         \x20 listening on  {}\n\
+         \x20 files         {} (anonymous: read-only)\n\
+         \x20 users         {}\n\
+         \x20 demo login    user {DEMO_USER}, password {password} (new at every start)\n\n\
+         \x20 try:  curl ftp://{DEMO_USER}:{password}@{url}/\n\
+         \x20       curl ftp://{url}/pub/README.txt\n\
+         \x20       curl -T FILE ftp://{DEMO_USER}:{password}@{url}/\n",
+        listen.join(", "),
+        config.anonymous.root.display(),
+        config.userdb.path.display(),
+    );
+    let _ = out.flush();
+}
+
+fn user(args: UserArgs) -> Result<(), Failure> {
+    let db = match (&args.db, &args.config) {
+        (Some(db), _) => db.clone(),
+        (None, Some(file)) => config::load_file(file).map_err(Failure::config)?.userdb.path,
+        (None, None) => PathBuf::from(DEFAULT_DB),
+    };
+    match args.command {
+        UserCommand::Add(a) => user_add(&db, a),
+        UserCommand::Del { name } => {
+            let store = SqliteUserStore::open_existing(&db)?;
+            if !store.delete(&name)? {
+                return Err(no_such_user(&name, &db));
+            }
+            println!("deleted user `{name}`");
+            Ok(())
+        }
+        UserCommand::List => user_list(&db),
+        UserCommand::Passwd { name, password } => {
+            let store = SqliteUserStore::open_existing(&db)?;
+            let mut record = store.get(&name)?.ok_or_else(|| no_such_user(&name, &db))?;
+            let Some(password) = read_password(&password, &name, true)? else {
+                return Err(Failure::input("no password given"));
+            };
+            record.password_hash = hash_password(&password).map_err(Failure::failed)?;
+            store.put(&record)?;
+            println!("password of `{name}` changed");
+            Ok(())
+        }
+        UserCommand::Mod(m) => user_mod(&db, m),
+    }
+}
+
+fn no_such_user(name: &str, db: &Path) -> Failure {
+    Failure::failed(format!("no user `{name}` in {}", db.display()))
+}
+
+fn user_add(db: &Path, a: AddArgs) -> Result<(), Failure> {
+    userdb::validate_name(&a.name)?;
+    let root = existing_dir("--root", &a.root)?;
+    let initial_dir = virtual_dir("--initial-dir", &a.initial_dir)?;
+    let mut mounts = Vec::new();
+    for m in &a.mounts {
+        set_mount(&mut mounts, parse_mount(m)?);
+    }
+    let mut record = UserRecord::new(a.name.clone(), String::from("-"), root);
+    record.initial_dir = initial_dir;
+    record.mounts = mounts;
+    record.groups = dedup(a.groups);
+    record.read_only = a.read_only;
+    record.max_sessions = a.max_sessions;
+    record.enabled = !a.disabled;
+    record.validate()?;
+    let store = SqliteUserStore::open(db)?;
+    if store.get(&a.name)?.is_some() {
+        return Err(Failure::failed(format!(
+            "user `{}` already exists; change it with `ferroftpd user mod {}`",
+            a.name, a.name
+        )));
+    }
+    // Asked last, so a prompt is never wasted on a command that fails.
+    let Some(password) = read_password(&a.password, &a.name, true)? else {
+        return Err(Failure::input("no password given"));
+    };
+    record.password_hash = hash_password(&password).map_err(Failure::failed)?;
+    store.put(&record)?;
+    println!("added user `{}` (root {})", a.name, record.root.display());
+    Ok(())
+}
+
+fn user_mod(db: &Path, m: ModArgs) -> Result<(), Failure> {
+    let store = SqliteUserStore::open_existing(db)?;
+    let mut record = store.get(&m.name)?.ok_or_else(|| no_such_user(&m.name, db))?;
+    let before = record.clone();
+    if let Some(root) = &m.root {
+        record.root = existing_dir("--root", root)?;
+    }
+    if let Some(dir) = &m.initial_dir {
+        record.initial_dir = virtual_dir("--initial-dir", dir)?;
+    }
+    if m.clear_mounts {
+        record.mounts.clear();
+    }
+    for v in &m.unmount {
+        let v = virtual_dir("--unmount", v)?;
+        let n = record.mounts.len();
+        record.mounts.retain(|x| x.virtual_path != v);
+        if record.mounts.len() == n {
+            return Err(Failure::input(format!("`{}` has no mount at `{v}`", m.name)));
+        }
+    }
+    for spec in &m.mounts {
+        set_mount(&mut record.mounts, parse_mount(spec)?);
+    }
+    if m.clear_groups {
+        record.groups.clear();
+    }
+    record.groups = dedup(record.groups.into_iter().chain(m.groups.iter().cloned()).collect());
+    if m.read_only || m.read_write {
+        record.read_only = m.read_only;
+    }
+    if m.max_sessions.is_some() || m.default_max_sessions {
+        record.max_sessions = m.max_sessions;
+    }
+    if m.enable || m.disable {
+        record.enabled = m.enable;
+    }
+    let password_given = m.password.password.is_some() || m.password.password_stdin;
+    if let Some(password) = read_password(&m.password, &m.name, false)? {
+        record.password_hash = hash_password(&password).map_err(Failure::failed)?;
+    }
+    if record == before && !password_given {
+        return Err(Failure::input(format!(
+            "nothing to change for `{}`: give an option (see `ferroftpd user mod --help`)",
+            m.name
+        )));
+    }
+    store.put(&record)?;
+    println!("updated user `{}`", m.name);
+    Ok(())
+}
+
+fn user_list(db: &Path) -> Result<(), Failure> {
+    let store = SqliteUserStore::open_existing(db)?;
+    let users = store.list()?;
+    if users.is_empty() {
+        println!("no users in {}", db.display());
+        return Ok(());
+    }
+    let header = ["NAME", "STATE", "ACCESS", "SESSIONS", "ROOT", "INITIAL", "GROUPS", "MOUNTS"];
+    let rows: Vec<[String; 8]> = users
+        .iter()
+        .map(|u| {
+            let mounts: Vec<String> = u
+                .mounts
+                .iter()
+                .map(|m| {
+                    let ro = if m.read_only { ":ro" } else { "" };
+                    format!("{}={}{ro}", m.virtual_path, m.real_path.display())
+                })
+                .collect();
+            [
+                u.name.clone(),
+                if u.enabled { "enabled" } else { "disabled" }.to_string(),
+                if u.read_only { "ro" } else { "rw" }.to_string(),
+                u.max_sessions.map_or("default".to_string(), |n| n.to_string()),
+                u.root.display().to_string(),
+                u.initial_dir.clone(),
+                if u.groups.is_empty() { "-".to_string() } else { u.groups.join(",") },
+                if mounts.is_empty() { "-".to_string() } else { mounts.join(" ") },
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    let header = header.map(String::from);
+    for row in std::iter::once(&header).chain(&rows) {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    Ok(())
+}
+
+/// The password from `--password`, `--password-stdin`, or (when `required`
+/// and stdin is a terminal) a prompt. Input is echoed: a prompt without
+/// echo would need a terminal crate for this one use.
+fn read_password(args: &PasswordArgs, name: &str, required: bool) -> Result<Option<String>, Failure> {
+    let password = if let Some(p) = &args.password {
+        p.clone()
+    } else if args.password_stdin {
+        read_line("")?
+    } else if !required {
+        return Ok(None);
+    } else if std::io::stdin().is_terminal() {
+        let first = read_line(&format!("New password for `{name}` (shown as typed): "))?;
+        let again = read_line("Repeat it: ")?;
+        if first != again {
+            return Err(Failure::input("the two passwords differ"));
+        }
+        first
+    } else {
+        return Err(Failure::input("no password: give --password-stdin (preferred) or --password"));
+    };
+    if password.is_empty() {
+        return Err(Failure::input("the password is empty"));
+    }
+    if password.contains(['\0', '\r', '\n']) {
+        return Err(Failure::input("the password contains NUL, CR or LF, which FTP cannot send"));
+    }
+    Ok(Some(password))
+}
+
+/// One line from stdin without its line ending, after printing `prompt` on
+/// stderr.
+fn read_line(prompt: &str) -> Result<String, Failure> {
+    if !prompt.is_empty() {
+        eprint!("{prompt}");
+        let _ = std::io::stderr().flush();
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Failure::input(format!("cannot read the password from standard input: {e}")))?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// `path` made absolute (the server may run elsewhere), if it is a directory.
+fn existing_dir(option: &str, path: &Path) -> Result<PathBuf, Failure> {
+    let abs =
+        std::path::absolute(path).map_err(|e| Failure::input(format!("{option} {}: {e}", path.display())))?;
+    if !abs.is_dir() {
+        return Err(Failure::input(format!("{option}: directory {} does not exist", abs.display())));
+    }
+    if abs.to_str().is_none() {
+        return Err(Failure::input(format!("{option}: {} is not valid UTF-8", abs.display())));
+    }
+    Ok(abs)
+}
+
+/// An absolute virtual directory, normalised (`/a/./b/` → `/a/b`).
+fn virtual_dir(option: &str, path: &str) -> Result<String, Failure> {
+    if !path.starts_with('/') {
+        return Err(Failure::input(format!(
+            "{option} `{path}` must be an absolute virtual path such as `/pub`"
+        )));
+    }
+    normalize("/", path).map_err(|e| Failure::input(format!("{option} `{}`: {e}", path.escape_debug())))
+}
+
+/// Parses `/virt=/real[:ro]` (`:rw` also accepted); the real directory must exist.
+fn parse_mount(spec: &str) -> Result<MountSpec, Failure> {
+    let Some((virt, real)) = spec.split_once('=') else {
+        return Err(Failure::input(format!("--mount `{spec}`: write it as /VIRT=/REAL or /VIRT=/REAL:ro")));
+    };
+    let (real, read_only) = if let Some(r) = real.strip_suffix(":ro") {
+        (r, true)
+    } else {
+        (real.strip_suffix(":rw").unwrap_or(real), false)
+    };
+    let virtual_path = virtual_dir("--mount", virt)?;
+    if virtual_path == "/" {
+        return Err(Failure::input("--mount: `/` is the user's root; use --root to change it"));
+    }
+    let real_path = existing_dir(&format!("--mount {virtual_path}"), Path::new(real))?;
+    Ok(MountSpec { virtual_path, real_path, read_only })
+}
+
+/// Adds `m`, replacing a mount at the same virtual path.
+fn set_mount(mounts: &mut Vec<MountSpec>, m: MountSpec) {
+    match mounts.iter_mut().find(|x| x.virtual_path == m.virtual_path) {
+        Some(slot) => *slot = m,
+        None => mounts.push(m),
+    }
+}
+
+/// Removes repeated names, keeping the first occurrence's position.
+fn dedup(items: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    for i in items {
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    out
+}

@@ -8,7 +8,7 @@ pub mod chain;
 pub mod password;
 pub mod userdb;
 
-pub use chain::AuthChain;
+pub use chain::{build_chain, AuthChain, LoginResult};
 
 use std::net::IpAddr;
 use std::path::PathBuf;

@@ -1,24 +1,881 @@
 //! Loading and validating a configuration file.
+//!
+//! A mistake in the configuration should cost its author one glance: every
+//! error names the file, the line and column, shows the line, and says what
+//! to write instead (the valid keys and the closest one for a typo, the
+//! expected type with an example for a wrong value).
+//!
+//! The text is parsed twice: once into [`Config`] (serde, which rejects
+//! unknown keys and wrong types), and once into a tree of key and value
+//! positions (`SpanTree`) used to name the section of an unknown key, the
+//! key of a wrong value, and the line of a setting that fails validation.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
 
-use super::Config;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use super::{Config, AUTH_MODULES, PLANNED_AUTH_MODULES};
+use crate::vfs::normalize;
 
 /// A configuration problem, already phrased for a person: file, line and
-/// what to write instead.
+/// what to write instead. Several problems are separated by blank lines.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
 /// Reads, parses and validates a configuration file. Relative paths in it
-/// are resolved against the file's directory.
+/// are resolved against the file's directory, so the server does not depend
+/// on the directory it was started from.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
-    parse_str(&text, path)
+    let file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    parse_and_validate(&text, path, Some(&base))
 }
 
-/// Parses and validates configuration text; `origin` names the file in errors.
+/// Parses and validates configuration text; `origin` names the file in
+/// errors. Relative paths stay relative (to the working directory).
 pub fn parse_str(text: &str, origin: &Path) -> Result<Config, ConfigError> {
-    toml::from_str(text).map_err(|e| ConfigError(format!("{}: {e}", origin.display())))
+    parse_and_validate(text, origin, None)
+}
+
+/// Validates a configuration built in code (no source text, so errors name
+/// keys but no lines). Normalises `anonymous.upload_dirs` in place.
+pub fn validate(config: &mut Config, origin: &Path) -> Result<(), ConfigError> {
+    let source = Source { origin, text: "", spans: SpanTree::default() };
+    check(config, &source)
+}
+
+fn parse_and_validate(text: &str, origin: &Path, base: Option<&Path>) -> Result<Config, ConfigError> {
+    let mut config: Config = match toml::from_str(text) {
+        Ok(c) => c,
+        Err(e) => {
+            // The span tree fails only on syntax errors, where it is not needed.
+            let spans = toml::from_str::<SpanTree>(text).unwrap_or_default();
+            let source = Source { origin, text, spans };
+            return Err(ConfigError(source.describe_parse_error(&e)));
+        }
+    };
+    let spans = toml::from_str::<SpanTree>(text).unwrap_or_default();
+    if let Some(base) = base {
+        resolve_relative(&mut config, base);
+    }
+    check(&mut config, &Source { origin, text, spans }).map(|()| config)
+}
+
+/// Makes the file's relative paths relative to `base` (its directory).
+fn resolve_relative(config: &mut Config, base: &Path) {
+    for p in [&mut config.anonymous.root, &mut config.userdb.path] {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    }
+}
+
+/// Every key with the type it wants and an example line, in schema order.
+/// Sections appear as `section` with a table example. A unit test checks
+/// that every key of the schema is listed: add new keys here.
+pub const EXAMPLES: &[(&str, &str, &str)] = &[
+    ("server", "a table (section)", "[server]"),
+    ("server.listen", "an array of \"address:port\" strings", r#"listen = ["0.0.0.0:2121", "[::]:2121"]"#),
+    ("server.banner", "a string", r#"banner = "Welcome to example.org""#),
+    ("limits", "a table (section)", "[limits]"),
+    ("limits.max_clients", "a whole number", "max_clients = 10000"),
+    ("limits.max_clients_per_ip", "a whole number", "max_clients_per_ip = 64"),
+    ("limits.max_sessions_per_user", "a whole number", "max_sessions_per_user = 32"),
+    ("limits.max_login_failures", "a whole number", "max_login_failures = 3"),
+    ("limits.failed_login_delay_ms", "a whole number of milliseconds", "failed_login_delay_ms = 1000"),
+    ("limits.max_line_length", "a whole number of bytes, at least 512", "max_line_length = 2048"),
+    ("timeouts", "a table (section)", "[timeouts]"),
+    ("timeouts.login", "a whole number of seconds", "login = 60"),
+    ("timeouts.idle", "a whole number of seconds", "idle = 300"),
+    ("timeouts.data", "a whole number of seconds", "data = 120"),
+    ("passive", "a table (section)", "[passive]"),
+    ("passive.port_range", "an array of two ports (1024-65535, or both 0)", "port_range = [30000, 30100]"),
+    ("passive.advertised_address", "an IP address string", r#"advertised_address = "203.0.113.7""#),
+    ("transfer", "a table (section)", "[transfer]"),
+    ("transfer.send_buffer", "a whole number of bytes", "send_buffer = 262144"),
+    ("transfer.receive_buffer", "a whole number of bytes", "receive_buffer = 262144"),
+    ("auth", "a table (section)", "[auth]"),
+    ("auth.chain", "an array of module names", r#"chain = ["anonymous", "userdb"]"#),
+    ("anonymous", "a table (section)", "[anonymous]"),
+    ("anonymous.root", "a directory path string", r#"root = "/srv/ftp""#),
+    ("anonymous.upload_dirs", "an array of absolute virtual paths", r#"upload_dirs = ["/incoming"]"#),
+    ("userdb", "a table (section)", "[userdb]"),
+    ("userdb.path", "a file path string", r#"path = "/var/lib/ferroftpd/users.db""#),
+    ("log", "a table (section)", "[log]"),
+    ("log.level", "a string: error, warn, info, debug, trace (or a tracing filter)", r#"level = "info""#),
+];
+
+fn example_for(key: &str) -> Option<(&'static str, &'static str)> {
+    EXAMPLES.iter().find(|(k, _, _)| *k == key).map(|&(_, ty, ex)| (ty, ex))
+}
+
+/// The candidate closest to `word` by edit distance, if close enough to be
+/// a plausible typo (case is ignored).
+pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let word = word.to_ascii_lowercase();
+    let limit = (word.chars().count() / 3).max(2);
+    candidates
+        .iter()
+        .map(|c| (edit_distance(&word, &c.to_ascii_lowercase()), *c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance with adjacent transpositions counted as one edit.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut prev2 = vec![0; b.len() + 1];
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut cur = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                cur[j] = cur[j].min(prev2[j - 2] + 1);
+            }
+        }
+        prev2 = std::mem::replace(&mut prev, cur);
+    }
+    prev[b.len()]
+}
+
+/// Positions of every key and value of a TOML document.
+#[derive(Debug, Default)]
+struct SpanTree {
+    entries: BTreeMap<String, Entry>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    key: Range<usize>,
+    value: Range<usize>,
+    node: Node,
+}
+
+#[derive(Debug)]
+enum Node {
+    Table(SpanTree),
+    /// Element spans, for errors about one element.
+    Array(Vec<(Range<usize>, Node)>),
+    Leaf,
+}
+
+impl SpanTree {
+    fn entry(&self, path: &str) -> Option<&Entry> {
+        let mut tree = self;
+        let mut parts = path.split('.').peekable();
+        while let Some(part) = parts.next() {
+            let entry = tree.entries.get(part)?;
+            if parts.peek().is_none() {
+                return Some(entry);
+            }
+            match &entry.node {
+                Node::Table(t) => tree = t,
+                _ => return None,
+            }
+        }
+        None
+    }
+
+    /// The dotted path of the innermost key whose key or value covers
+    /// `offset`, and whether that value is a table. Children are searched
+    /// first and regardless of their table's span: a table built from
+    /// dotted keys (`limits.x = 1`) has no span covering all its keys.
+    fn path_at(&self, offset: usize) -> Option<(String, bool)> {
+        for (name, e) in &self.entries {
+            if let Node::Table(t) = &e.node {
+                if let Some((inner, is_table)) = t.path_at(offset) {
+                    return Some((format!("{name}.{inner}"), is_table));
+                }
+            }
+        }
+        self.entries
+            .iter()
+            .find(|(_, e)| e.key.contains(&offset) || e.value.contains(&offset))
+            .map(|(name, e)| (name.clone(), matches!(e.node, Node::Table(_))))
+    }
+}
+
+impl<'de> Deserialize<'de> for SpanTree {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match d.deserialize_any(NodeVisitor)? {
+            Node::Table(t) => Ok(t),
+            _ => Err(de::Error::custom("expected a table")),
+        }
+    }
+}
+
+// `toml::Spanned` cannot be used here: a table made only of dotted keys
+// (`limits.a = 1`) has no span, and `Spanned` then fails instead of
+// degrading. `MaybeSpanned` speaks the same private protocol (the field
+// names of `serde_spanned`, stable across toml 0.5–0.8) and falls back to
+// "no span" (an empty range) when the deserializer offers none.
+const SPANNED_NAME: &str = "$__serde_spanned_private_Spanned";
+const SPANNED_START: &str = "$__serde_spanned_private_start";
+const SPANNED_END: &str = "$__serde_spanned_private_end";
+const SPANNED_VALUE: &str = "$__serde_spanned_private_value";
+const SPANNED_FIELDS: &[&str] = &[SPANNED_START, SPANNED_END, SPANNED_VALUE];
+
+/// A value with its byte range; empty range when unknown.
+struct MaybeSpanned<T> {
+    span: Range<usize>,
+    value: T,
+}
+
+/// Reads `start`, `end` and the value after the first key (`start`'s name)
+/// has been consumed.
+fn finish_spanned<'de, A: MapAccess<'de>, T: Deserialize<'de>>(
+    mut map: A,
+) -> Result<MaybeSpanned<T>, A::Error> {
+    let start: usize = map.next_value()?;
+    let (_, end): (Option<String>, usize) = (map.next_key::<String>()?, map.next_value()?);
+    let (_, value): (Option<String>, T) = (map.next_key::<String>()?, map.next_value()?);
+    Ok(MaybeSpanned { span: start..end, value })
+}
+
+impl<'de> Deserialize<'de> for MaybeSpanned<String> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = MaybeSpanned<String>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(MaybeSpanned { span: 0..0, value: v.to_string() })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                match map.next_key::<String>()? {
+                    Some(k) if k == SPANNED_START => finish_spanned(map),
+                    _ => Err(de::Error::custom("expected a key")),
+                }
+            }
+        }
+        d.deserialize_struct(SPANNED_NAME, SPANNED_FIELDS, KeyVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for MaybeSpanned<Node> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct SpannedNodeVisitor;
+        impl<'de> Visitor<'de> for SpannedNodeVisitor {
+            type Value = MaybeSpanned<Node>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any TOML value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                match map.next_key::<MaybeSpanned<String>>()? {
+                    Some(k) if k.value == SPANNED_START => finish_spanned(map),
+                    first => Ok(MaybeSpanned { span: 0..0, value: collect_table(map, first)? }),
+                }
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                Ok(MaybeSpanned { span: 0..0, value: NodeVisitor.visit_seq(seq)? })
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(MaybeSpanned { span: 0..0, value: Node::Leaf })
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(MaybeSpanned { span: 0..0, value: Node::Leaf })
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(MaybeSpanned { span: 0..0, value: Node::Leaf })
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(MaybeSpanned { span: 0..0, value: Node::Leaf })
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(MaybeSpanned { span: 0..0, value: Node::Leaf })
+            }
+        }
+        d.deserialize_struct(SPANNED_NAME, SPANNED_FIELDS, SpannedNodeVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NodeVisitor)
+    }
+}
+
+/// Reads the rest of a table whose first key may already be consumed.
+fn collect_table<'de, A: MapAccess<'de>>(
+    mut map: A,
+    mut key: Option<MaybeSpanned<String>>,
+) -> Result<Node, A::Error> {
+    let mut entries = BTreeMap::new();
+    if key.is_none() {
+        key = map.next_key()?;
+    }
+    while let Some(k) = key {
+        let v: MaybeSpanned<Node> = map.next_value()?;
+        entries.insert(k.value, Entry { key: k.span, value: v.span, node: v.value });
+        key = map.next_key()?;
+    }
+    Ok(Node::Table(SpanTree { entries }))
+}
+
+struct NodeVisitor;
+
+impl<'de> Visitor<'de> for NodeVisitor {
+    type Value = Node;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any TOML value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Node, A::Error> {
+        collect_table(map, None)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<MaybeSpanned<Node>>()? {
+            items.push((item.span, item.value));
+        }
+        Ok(Node::Array(items))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Node, E> {
+        Ok(Node::Leaf)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Node, E> {
+        Ok(Node::Leaf)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Node, E> {
+        Ok(Node::Leaf)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Node, E> {
+        Ok(Node::Leaf)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Node, E> {
+        Ok(Node::Leaf)
+    }
+}
+
+/// The text being checked, for turning byte offsets into messages.
+struct Source<'a> {
+    origin: &'a Path,
+    text: &'a str,
+    spans: SpanTree,
+}
+
+impl Source<'_> {
+    /// `file:line:col: what` plus the line with a caret under `span`, or
+    /// `file: what` without a span.
+    /// Lines of `what` after the first (hints) go below the quoted line.
+    fn locate(&self, span: Option<Range<usize>>, what: &str) -> String {
+        let (headline, hints) = what.split_once('\n').map_or((what, None), |(h, rest)| (h, Some(rest)));
+        let mut out = self.locate_headline(span, headline);
+        if let Some(hints) = hints {
+            out.push('\n');
+            out.push_str(hints);
+        }
+        out
+    }
+
+    fn locate_headline(&self, span: Option<Range<usize>>, what: &str) -> String {
+        let Some(span) = span.filter(|_| !self.text.is_empty()) else {
+            return format!("{}: {what}", self.origin.display());
+        };
+        let start = floor_char_boundary(self.text, span.start.min(self.text.len()));
+        let line_start = self.text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = self.text[start..].find('\n').map_or(self.text.len(), |i| start + i);
+        let line_no = self.text[..start].matches('\n').count() + 1;
+        let col = self.text[line_start..start].chars().count() + 1;
+        let line = self.text[line_start..line_end].trim_end_matches('\r');
+        let end = floor_char_boundary(self.text, span.end.clamp(start, line_end));
+        let width = self.text[start..end].chars().count().max(1);
+        let gutter = line_no.to_string().len();
+        format!(
+            "{}:{line_no}:{col}: {what}\n {:gutter$} |\n {line_no} | {line}\n {:gutter$} | {}{}",
+            self.origin.display(),
+            "",
+            "",
+            " ".repeat(col - 1),
+            "^".repeat(width),
+        )
+    }
+
+    fn describe_parse_error(&self, e: &toml::de::Error) -> String {
+        let message = e.message().trim();
+        let span = e.span();
+        let key = span.as_ref().and_then(|s| self.spans.path_at(s.start));
+        if let Some((name, expected)) = parse_unknown_field(message) {
+            return self.describe_unknown_key(span, key, name, &expected);
+        }
+        let mut out = self.locate(span, &message.replace('\n', ": "));
+        if let Some((path, _)) = key {
+            if let Some((ty, example)) = example_for(&path) {
+                let _ = write!(out, "\n = `{path}` takes {ty}, for example:\n       {example}");
+            }
+        }
+        out
+    }
+
+    fn describe_unknown_key(
+        &self,
+        span: Option<Range<usize>>,
+        key: Option<(String, bool)>,
+        name: &str,
+        expected: &[&str],
+    ) -> String {
+        let (section, is_table) = match &key {
+            Some((path, is_table)) => (path.rsplit_once('.').map(|(s, _)| s.to_string()), *is_table),
+            None => (None, false),
+        };
+        let guess = closest(name, expected);
+        let mut out = match &section {
+            Some(section) => self.locate(span, &format!("unknown key `{name}` in [{section}]")),
+            None if is_table => self.locate(span, &format!("unknown section [{name}]")),
+            None => self.locate(span, &format!("unknown key `{name}` outside any section")),
+        };
+        let place = section.as_ref().map_or("sections".to_string(), |s| format!("keys in [{s}]"));
+        if expected.is_empty() {
+            let _ = write!(out, "\n = [{}] takes no keys", section.as_deref().unwrap_or_default());
+        } else {
+            let _ = write!(out, "\n = valid {place}: {}", expected.join(", "));
+        }
+        match (guess, &section) {
+            (Some(g), Some(_)) => {
+                let _ = write!(out, "\n = did you mean `{g}`?");
+            }
+            (Some(g), None) if is_table => {
+                let _ = write!(out, "\n = did you mean [{g}]?");
+            }
+            (Some(g), None) => {
+                let _ = write!(out, "\n = did you mean the section [{g}]?");
+            }
+            (None, None) if !is_table => {
+                let _ = write!(out, "\n = settings belong in a section, such as [server] or [limits]");
+            }
+            (None, _) => {}
+        }
+        out
+    }
+
+    /// A validation problem about `key` (a dotted path), at the key's line
+    /// if the file sets it.
+    fn at_key(&self, key: &str, what: &str) -> String {
+        let span = self.spans.entry(key).map(|e| e.key.start..e.value.end);
+        let what = match what.split_once('\n') {
+            _ if span.is_some() => what.to_string(),
+            Some((headline, hints)) => format!("{headline} (default value)\n{hints}"),
+            None => format!("{what} (default value)"),
+        };
+        self.locate(span, &format!("{key}: {what}"))
+    }
+
+    /// Like [`Source::at_key`], at element `index` of an array value.
+    fn at_item(&self, key: &str, index: usize, what: &str) -> String {
+        let item = self.spans.entry(key).and_then(|e| match &e.node {
+            Node::Array(items) => items.get(index).map(|(span, _)| span.clone()),
+            _ => None,
+        });
+        match item {
+            Some(span) => self.locate(Some(span), &format!("{key}: {what}")),
+            None => self.at_key(key, what),
+        }
+    }
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// Splits serde's "unknown field `x`, expected one of `a`, `b`" (or
+/// "expected `a`", or "there are no fields") into the name and the list.
+fn parse_unknown_field(message: &str) -> Option<(&str, Vec<&str>)> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (name, rest) = rest.split_once('`')?;
+    let expected = rest.split('`').skip(1).step_by(2).collect();
+    Some((name, expected))
+}
+
+/// Checks what serde cannot: values that parse but make no sense together
+/// or point to missing directories. Collects every problem.
+fn check(config: &mut Config, src: &Source<'_>) -> Result<(), ConfigError> {
+    let mut problems = Vec::new();
+
+    if config.server.listen.is_empty() {
+        problems.push(src.at_key(
+            "server.listen",
+            "no address to listen on\n = write, for example: listen = [\"127.0.0.1:2121\"]",
+        ));
+    }
+
+    if config.limits.max_line_length < 512 {
+        problems.push(src.at_key(
+            "limits.max_line_length",
+            &format!(
+                "{} is too small: a command line needs room for a long path (at least 512 bytes)\n \
+                 = write, for example: max_line_length = 2048",
+                config.limits.max_line_length
+            ),
+        ));
+    }
+
+    let [first, last] = config.passive.port_range;
+    if first > last {
+        problems.push(src.at_key(
+            "passive.port_range",
+            &format!("the range is reversed\n = write: port_range = [{last}, {first}]"),
+        ));
+    }
+    if (first == 0) != (last == 0) || (first != 0 && first < 1024) || (last != 0 && last < 1024) {
+        problems.push(src.at_key(
+            "passive.port_range",
+            "ports must be both 0 (any free port) or both 1024 or above\n \
+             = write, for example: port_range = [30000, 30100]",
+        ));
+    }
+
+    check_chain(config, src, &mut problems);
+
+    let chain_has = |m: &str| config.auth.chain.iter().any(|c| c == m);
+    if chain_has("anonymous") && !config.anonymous.root.is_dir() {
+        problems.push(src.at_key(
+            "anonymous.root",
+            &format!(
+                "directory `{}` does not exist\n = create it, point `root` at an existing directory, \
+                 or remove \"anonymous\" from auth.chain",
+                config.anonymous.root.display()
+            ),
+        ));
+    }
+    for (i, dir) in config.anonymous.upload_dirs.iter_mut().enumerate() {
+        match normalize("/", dir) {
+            Ok(n) if dir.starts_with('/') => *dir = n,
+            _ => problems.push(src.at_item(
+                "anonymous.upload_dirs",
+                i,
+                &format!(
+                    "`{}` is not an absolute virtual path\n = write it from the anonymous root, \
+                     for example: \"/{}\"",
+                    dir.escape_debug(),
+                    dir.trim_start_matches(['.', '/']).escape_debug()
+                ),
+            )),
+        }
+    }
+
+    if chain_has("userdb") {
+        let parent = userdb_parent(&config.userdb.path);
+        if !parent.is_dir() {
+            problems.push(src.at_key(
+                "userdb.path",
+                &format!(
+                    "directory `{}` for the user database does not exist\n = create it, or write, \
+                     for example: path = \"/var/lib/ferroftpd/users.db\"",
+                    parent.display()
+                ),
+            ));
+        }
+    }
+
+    if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&config.log.level) {
+        problems.push(src.at_key(
+            "log.level",
+            &format!(
+                "`{}` is not a log level ({e})\n = write one of: error, warn, info, debug, trace",
+                config.log.level.escape_debug()
+            ),
+        ));
+    }
+
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError(problems.join("\n\n")))
+    }
+}
+
+fn userdb_parent(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn check_chain(config: &Config, src: &Source<'_>, problems: &mut Vec<String>) {
+    let valid = AUTH_MODULES.join(", ");
+    if config.auth.chain.is_empty() {
+        problems.push(src.at_key(
+            "auth.chain",
+            "no authentication module: nobody could log in\n = write, for example: chain = [\"anonymous\", \"userdb\"]",
+        ));
+    }
+    for (i, name) in config.auth.chain.iter().enumerate() {
+        let problem = if AUTH_MODULES.contains(&name.as_str()) {
+            if config.auth.chain[..i].contains(name) {
+                format!("module `{name}` is listed twice\n = list each module once")
+            } else {
+                continue;
+            }
+        } else if PLANNED_AUTH_MODULES.contains(&name.as_str()) {
+            format!("module `{name}` is not available yet\n = valid modules: {valid}")
+        } else {
+            let mut p = format!("unknown module `{}`\n = valid modules: {valid}", name.escape_debug());
+            if let Some(g) = closest(name, AUTH_MODULES) {
+                let _ = write!(p, "\n = did you mean `{g}`?");
+            }
+            p
+        };
+        problems.push(src.at_item("auth.chain", i, &problem));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config whose directories exist, with `body` appended.
+    fn parse(body: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ferroftpd.toml");
+        std::fs::create_dir(dir.path().join("ftp-root")).unwrap();
+        std::fs::write(&path, body).unwrap();
+        load_file(&path)
+    }
+
+    fn error(body: &str) -> String {
+        let e = parse(body).expect_err("config should be refused").0;
+        assert!(e.contains("ferroftpd.toml"), "no file name in:\n{e}");
+        e
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = parse("").unwrap();
+        assert!(c.anonymous.root.is_absolute() && c.anonymous.root.ends_with("ftp-root"));
+        assert!(c.userdb.path.is_absolute());
+        assert_eq!(c.limits, crate::config::LimitsConfig::default());
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let c = parse(
+            r#"
+            [server]
+            listen = ["127.0.0.1:2121", "[::1]:2121"]
+            [limits]
+            max_clients = 5
+            [passive]
+            port_range = [30000, 30100]
+            advertised_address = "203.0.113.7"
+            [anonymous]
+            upload_dirs = ["incoming/../drop/"]
+            "#,
+        );
+        // Relative upload dirs are refused, but normalisation of absolute ones works:
+        assert!(c.is_err());
+        let c =
+            parse("[anonymous]\nupload_dirs = [\"/drop/./x/\"]\n[log]\nlevel = \"ferroftpd=debug,warn\"\n")
+                .unwrap();
+        assert_eq!(c.anonymous.upload_dirs, ["/drop/x"]);
+    }
+
+    #[test]
+    fn unknown_key_names_section_valid_keys_and_closest() {
+        let e = error("[server]\nbanner = \"hi\"\n\n[limits]\nmax_client = 5\n");
+        assert!(e.contains("ferroftpd.toml:5:1: unknown key `max_client` in [limits]"), "{e}");
+        assert!(e.contains("max_clients, max_clients_per_ip"), "{e}");
+        assert!(e.contains("did you mean `max_clients`?"), "{e}");
+        assert!(e.contains(" 5 | max_client = 5"), "{e}");
+    }
+
+    #[test]
+    fn unknown_dotted_key_and_section() {
+        let e = error("limits.max_clients = 5\nlimits.max_line_lenght = 600\n");
+        assert!(e.contains(":2:8: unknown key `max_line_lenght` in [limits]"), "{e}");
+        assert!(e.contains("did you mean `max_line_length`?"), "{e}");
+
+        let e = error("# comment\n[limit]\nmax_clients = 5\n");
+        assert!(e.contains(":2:2: unknown section [limit]"), "{e}");
+        assert!(e.contains("did you mean [limits]?"), "{e}");
+
+        let e = error("max_clients = 5\n");
+        assert!(e.contains(":1:1: unknown key `max_clients` outside any section"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_gives_expected_type_and_example() {
+        let e = error("[limits]\nmax_clients = \"many\"\n");
+        assert!(e.contains("ferroftpd.toml:2:15: invalid type: string \"many\", expected u32"), "{e}");
+        assert!(e.contains("`limits.max_clients` takes a whole number"), "{e}");
+        assert!(e.contains("max_clients = 10000"), "{e}");
+
+        let e = error("[server]\nlisten = \"0.0.0.0:21\"\n");
+        assert!(e.contains(":2:10:") && e.contains(r#"listen = ["0.0.0.0:2121""#), "{e}");
+
+        let e = error("[server]\nlisten = [\"127.0.0.1:2121\", \"nope\"]\n");
+        assert!(e.contains(":2:29: invalid socket address syntax"), "{e}");
+        assert!(e.contains("`server.listen` takes an array"), "{e}");
+
+        let e = error("[passive]\nport_range = [30000]\n");
+        assert!(e.contains(":2:14:") && e.contains("port_range = [30000, 30100]"), "{e}");
+    }
+
+    #[test]
+    fn syntax_error_has_line_and_column() {
+        let e = error("[server]\nbanner = \"unterminated\n");
+        assert!(e.contains("ferroftpd.toml:2:"), "{e}");
+        let e = error("[limits\n");
+        assert!(e.contains("ferroftpd.toml:1:8: invalid table header"), "{e}");
+    }
+
+    #[test]
+    fn missing_anonymous_root_points_at_its_line() {
+        let e = error("[auth]\nchain = [\"anonymous\"]\n[anonymous]\nroot = \"nowhere\"\n");
+        assert!(e.contains("ferroftpd.toml:4:1: anonymous.root: directory"), "{e}");
+        assert!(e.contains("nowhere` does not exist"), "{e}");
+        // Not in the chain: not checked.
+        parse("[auth]\nchain = [\"userdb\"]\n[anonymous]\nroot = \"nowhere\"\n").unwrap();
+    }
+
+    #[test]
+    fn missing_userdb_directory() {
+        let e = error("[userdb]\npath = \"no/such/users.db\"\n");
+        assert!(e.contains(":2:1: userdb.path: directory"), "{e}");
+        assert!(e.contains("path = \"/var/lib/ferroftpd/users.db\""), "{e}");
+    }
+
+    #[test]
+    fn port_range_rules() {
+        let e = error("[passive]\nport_range = [40000, 30000]\n");
+        assert!(e.contains(":2:1: passive.port_range: the range is reversed"), "{e}");
+        assert!(e.contains("port_range = [30000, 40000]"), "{e}");
+        let e = error("[passive]\nport_range = [0, 30000]\n");
+        assert!(e.contains(":2:1: passive.port_range: ports must be both 0"), "{e}");
+        let e = error("[passive]\nport_range = [21, 30000]\n");
+        assert!(e.contains("both 1024 or above"), "{e}");
+        parse("[passive]\nport_range = [0, 0]\n").unwrap();
+        parse("[passive]\nport_range = [1024, 1024]\n").unwrap();
+    }
+
+    #[test]
+    fn line_length_and_listen() {
+        let e = error("[limits]\nmax_line_length = 100\n");
+        assert!(e.contains(":2:1: limits.max_line_length: 100 is too small"), "{e}");
+        assert!(e.contains("max_line_length = 2048"), "{e}");
+        let e = error("[server]\nlisten = []\n");
+        assert!(e.contains(":2:1: server.listen: no address"), "{e}");
+    }
+
+    #[test]
+    fn upload_dirs_must_be_absolute() {
+        let e = error("[anonymous]\nupload_dirs = [\"/ok\", \"incoming\"]\n");
+        assert!(e.contains(":2:23: anonymous.upload_dirs: `incoming` is not an absolute"), "{e}");
+        assert!(e.contains("\"/incoming\""), "{e}");
+    }
+
+    #[test]
+    fn chain_modules() {
+        let e = error("[auth]\nchain = [\"anonymous\", \"userbd\"]\n");
+        assert!(e.contains(":2:23: auth.chain: unknown module `userbd`"), "{e}");
+        assert!(
+            e.contains("valid modules: anonymous, userdb") && e.contains("did you mean `userdb`?"),
+            "{e}"
+        );
+        let e = error("[auth]\nchain = [\"pam\"]\n");
+        assert!(e.contains(":2:10: auth.chain: module `pam` is not available yet"), "{e}");
+        let e = error("[auth]\nchain = []\n");
+        assert!(e.contains(":2:1: auth.chain: no authentication module"), "{e}");
+    }
+
+    #[test]
+    fn several_problems_are_all_reported() {
+        let e = error("[limits]\nmax_line_length = 1\n[log]\nlevel = \"loud=x=y\"\n");
+        assert!(e.contains(":2:1: limits.max_line_length") && e.contains(":4:1: log.level"), "{e}");
+    }
+
+    #[test]
+    fn default_value_problem_has_no_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ferroftpd.toml");
+        std::fs::write(&path, "").unwrap();
+        let e = load_file(&path).unwrap_err().0;
+        assert!(
+            e.contains("ferroftpd.toml: anonymous.root: directory") && e.contains("(default value)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn parse_str_and_validate_name_origin() {
+        let e = parse_str("[x]\n", Path::new("inline.toml")).unwrap_err().0;
+        assert!(e.starts_with("inline.toml:1:2: unknown section [x]"), "{e}");
+        let mut c = Config::default();
+        c.server.listen.clear();
+        c.anonymous.root = std::env::temp_dir();
+        let e = validate(&mut c, Path::new("built-in")).unwrap_err().0;
+        assert!(e.starts_with("built-in: server.listen: no address"), "{e}");
+    }
+
+    #[test]
+    fn unreadable_file() {
+        let e = load_file(Path::new("/no/such/ferroftpd.toml")).unwrap_err().0;
+        assert!(e.starts_with("/no/such/ferroftpd.toml: cannot read"), "{e}");
+    }
+
+    /// Every key of the schema has an example, and every example parses.
+    #[test]
+    fn examples_cover_the_schema() {
+        let sections = parse_unknown_field(toml::from_str::<Config>("zzz = 1").unwrap_err().message())
+            .unwrap()
+            .1
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
+        for section in &sections {
+            assert!(example_for(section).is_some(), "add section `{section}` to EXAMPLES");
+            let err = toml::from_str::<Config>(&format!("[{section}]\nzzz = 1")).unwrap_err();
+            for key in parse_unknown_field(err.message()).unwrap().1 {
+                let path = format!("{section}.{key}");
+                let (_, example) = example_for(&path).unwrap_or_else(|| panic!("add `{path}` to EXAMPLES"));
+                toml::from_str::<Config>(&format!("[{section}]\n{example}"))
+                    .unwrap_or_else(|e| panic!("example for {path} does not parse: {e}"));
+            }
+        }
+    }
+
+    #[test]
+    fn span_tree_covers_dotted_inline_and_array_values() {
+        let text = "limits.max_clients = 5\nlimits.max_line_length = 600\n[server]\nbanner = 'x'\n\
+                    listen = [\"a\", \"b\"]\n[anonymous]\nx = { y = 1, z.w = 2 }\n\
+                    [log]\nwhen = 1979-05-27T07:32:00Z\nf = 1.5\nb = true\n";
+        let t: SpanTree = toml::from_str(text).unwrap();
+        let at = |key: &str| {
+            let e = t.entry(key).unwrap_or_else(|| panic!("{key} missing"));
+            &text[e.key.start..e.value.end]
+        };
+        assert_eq!(at("limits.max_line_length"), "max_line_length = 600");
+        assert_eq!(at("server.banner"), "banner = 'x'");
+        assert_eq!(at("anonymous.x.y"), "y = 1");
+        assert_eq!(at("anonymous.x.z.w"), "w = 2");
+        assert_eq!(at("log.b"), "b = true");
+        let Node::Array(items) = &t.entry("server.listen").unwrap().node else { panic!() };
+        assert_eq!(&text[items[1].0.clone()], "\"b\"");
+        assert_eq!(t.path_at(text.find("600").unwrap()), Some(("limits.max_line_length".into(), false)));
+        assert_eq!(t.path_at(text.find("\"b\"").unwrap()), Some(("server.listen".into(), false)));
+    }
+
+    #[test]
+    fn closest_matches_typos_only() {
+        assert_eq!(closest("max_client", &["max_clients", "banner"]), Some("max_clients"));
+        assert_eq!(closest("lsiten", &["listen", "banner"]), Some("listen"));
+        assert_eq!(closest("Listen", &["listen"]), Some("listen"));
+        assert_eq!(closest("colour", &["listen", "banner"]), None);
+    }
 }

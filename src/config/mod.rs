@@ -4,5 +4,5 @@
 pub mod load;
 pub mod schema;
 
-pub use load::{load_file, parse_str, ConfigError};
+pub use load::{load_file, parse_str, validate, ConfigError};
 pub use schema::*;

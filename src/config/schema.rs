@@ -86,7 +86,7 @@ impl Default for TimeoutsConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct PassiveConfig {
     /// First and last port of the passive range (inclusive); `[0, 0]` lets
@@ -95,12 +95,6 @@ pub struct PassiveConfig {
     /// Address to advertise in PASV replies (a NAT's public address); by
     /// default, the control connection's local address.
     pub advertised_address: Option<IpAddr>,
-}
-
-impl Default for PassiveConfig {
-    fn default() -> Self {
-        PassiveConfig { port_range: [0, 0], advertised_address: None }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -117,6 +111,13 @@ impl Default for TransferConfig {
         TransferConfig { send_buffer: 256 * 1024, receive_buffer: 256 * 1024 }
     }
 }
+
+/// Authentication modules `auth.chain` may name.
+pub const AUTH_MODULES: &[&str] = &["anonymous", "userdb"];
+
+/// Modules planned but not built yet: named in errors as "not available yet"
+/// rather than "unknown", so a reader of the design is not confused.
+pub const PLANNED_AUTH_MODULES: &[&str] = &["pam"];
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]

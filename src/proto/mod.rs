@@ -6,5 +6,8 @@ pub mod command;
 pub mod listing;
 pub mod reply;
 
+#[cfg(test)]
+mod proptests;
+
 pub use command::{parse, Command, EpsvArg, ParseError, TransferType};
 pub use reply::Reply;

@@ -283,12 +283,16 @@ impl Ctx<'_> {
         let vpath = self.vpath(arg)?;
         self.require_data_setup()?;
         let resolved = self.user.vfs.resolve(&vpath).ok_or_else(super::errors::permission_denied)?;
-        let exists = match resolved.mount.storage.metadata(resolved.rel).await {
+        let existing_len = match resolved.mount.storage.metadata(resolved.rel).await {
             Ok(meta) if meta.is_dir() => return Err(Reply::new(550, "Is a directory.")),
-            Ok(_) => true,
-            Err(e) if e.kind == StorageErrorKind::NotFound => false,
+            Ok(meta) => Some(meta.len),
+            Err(e) if e.kind == StorageErrorKind::NotFound => None,
             Err(e) => return Err(storage_reply(&e)),
         };
+        if kind == StoreKind::Stor && offset > existing_len.unwrap_or(0) {
+            return Err(Reply::new(554, "Restart offset beyond end of file."));
+        }
+        let exists = existing_len.is_some();
         let (op, mode) = match kind {
             StoreKind::Appe if exists => (Operation::Append, WriteMode::Append),
             StoreKind::Appe => (Operation::Write, WriteMode::Append),
@@ -297,13 +301,7 @@ impl Ctx<'_> {
             StoreKind::Stor => (Operation::Write, WriteMode::Replace),
         };
         let resolved = self.authorize(op, &vpath)?;
-        let upload = resolved.mount.storage.write(resolved.rel, mode).await.map_err(|e| {
-            if e.kind == StorageErrorKind::InvalidName && matches!(mode, WriteMode::At(_)) {
-                Reply::new(554, "Restart offset beyond end of file.")
-            } else {
-                upload_storage_reply(&e)
-            }
-        })?;
+        let upload = resolved.mount.storage.write(resolved.rel, mode).await.map_err(|e| upload_storage_reply(&e))?;
         let command = if kind == StoreKind::Appe { "APPE" } else { "STOR" };
         let replaces = exists && mode == WriteMode::Replace;
         let (progress, future) = self.upload_future(upload);

@@ -87,7 +87,7 @@ impl Vfs {
     }
 
     pub fn from_mounts(mut mounts: Vec<Mount>) -> Vfs {
-        mounts.sort_by(|a, b| b.virtual_prefix.len().cmp(&a.virtual_prefix.len()));
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.virtual_prefix.len()));
         Vfs { mounts }
     }
 
