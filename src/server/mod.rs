@@ -72,6 +72,9 @@ impl Server {
 
 /// Binds and serves until Ctrl-C / SIGTERM.
 pub async fn run(config: Config, auth: AuthChain) -> anyhow::Result<()> {
+    if auth.module_names().contains(&"anonymous") {
+        sweep_stale_uploads(config.anonymous.root.clone()).await;
+    }
     let server = Server::bind(config, auth).await?;
     for addr in server.local_addrs() {
         tracing::info!(%addr, "listening");
@@ -79,6 +82,18 @@ pub async fn run(config: Config, auth: AuthChain) -> anyhow::Result<()> {
     server.run_until(shutdown_signal()).await;
     tracing::info!("shutting down");
     Ok(())
+}
+
+/// Removes replacement uploads left behind by a crash (the old files they
+/// would have replaced are intact).
+async fn sweep_stale_uploads(root: std::path::PathBuf) {
+    let swept = tokio::task::spawn_blocking(move || crate::vfs::local::remove_stale_uploads(&root)).await;
+    match swept {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => tracing::info!(removed = n, "removed stale temporary uploads"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot sweep stale temporary uploads"),
+        Err(e) => tracing::warn!(error = %e, "stale upload sweep failed"),
+    }
 }
 
 async fn shutdown_signal() {
