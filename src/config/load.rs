@@ -86,7 +86,7 @@ pub const EXAMPLES: &[(&str, &str, &str)] = &[
     ("limits", "a table (section)", "[limits]"),
     ("limits.max_clients", "a whole number", "max_clients = 10000"),
     ("limits.max_clients_per_ip", "a whole number", "max_clients_per_ip = 64"),
-    ("limits.max_sessions_per_user", "a whole number", "max_sessions_per_user = 32"),
+    ("limits.max_sessions_per_user", "a whole number", "max_sessions_per_user = 8"),
     ("limits.max_login_failures", "a whole number", "max_login_failures = 3"),
     ("limits.failed_login_delay_ms", "a whole number of milliseconds", "failed_login_delay_ms = 1000"),
     ("limits.max_line_length", "a whole number of bytes, at least 512", "max_line_length = 2048"),

@@ -46,7 +46,7 @@ pub struct LimitsConfig {
     /// Simultaneous control connections from one IP address.
     pub max_clients_per_ip: u32,
     /// Simultaneous logged-in sessions of one account (an account's own
-    /// `max_sessions` overrides it).
+    /// `max_sessions` overrides it); 0 means no limit beyond the others.
     pub max_sessions_per_user: u32,
     /// Failed logins before the connection is closed.
     pub max_login_failures: u32,
@@ -61,7 +61,7 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_clients: 10_000,
             max_clients_per_ip: 64,
-            max_sessions_per_user: 32,
+            max_sessions_per_user: 0,
             max_login_failures: 3,
             failed_login_delay_ms: 1000,
             max_line_length: 2048,

@@ -60,11 +60,12 @@ impl Limits {
         Admission::Admitted(ConnectionGuard { counts: self.inner.clone(), ip })
     }
 
-    /// Counts a login of `user`, unless it already has `max` sessions.
+    /// Counts a login of `user`, unless it already has `max` sessions
+    /// (0: no limit).
     pub fn login(&self, user: &str, max: u32) -> Option<UserGuard> {
         let mut counts = lock(&self.inner);
         let current = counts.per_user.get(user).copied().unwrap_or(0);
-        if current >= max {
+        if max != 0 && current >= max {
             return None;
         }
         counts.per_user.insert(user.to_string(), current + 1);

@@ -172,7 +172,7 @@ impl Session {
                 }
                 Event::TransferDone(done) => match self.transfer.take() {
                     Some(t) => {
-                        let reply = self.finish_transfer(t, done).await;
+                        let reply = Box::pin(self.finish_transfer(t, done)).await;
                         self.reply(reply).await
                     }
                     None => true,
@@ -238,7 +238,9 @@ impl Session {
 
     /// Runs one command outside a transfer; false ends the session.
     async fn execute(&mut self, cmd: Command) -> bool {
-        match self.dispatch(cmd).await {
+        // Boxed: the handlers' futures are large and only live while a
+        // command runs, so an idle session's task stays small.
+        match Box::pin(self.dispatch(cmd)).await {
             Outcome::Reply(reply) => self.reply(reply).await,
             Outcome::Close(reply) => {
                 let _ = self.control.send(&reply).await;
