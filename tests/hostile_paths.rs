@@ -336,3 +336,30 @@ fn anonymous_cannot_escape() {
     assert_outside_unchanged(&before, &server.paths);
     assert_no_failures(f);
 }
+
+/// A NUL inside a path argument is an error in the argument: 501 (RFC 959
+/// "syntax error in parameters or arguments"), and nothing is touched.
+#[test]
+fn nul_in_a_path_is_501() {
+    let server = hostile_server();
+    let before = snapshot(&server.paths);
+    let mut ftp = server.login();
+    let mut wrong = Vec::new();
+    for line in [
+        &b"RETR inside.txt\0../outside/secret.txt\r\n"[..],
+        b"DELE inside.txt\0x\r\n",
+        b"MKD new\0dir\r\n",
+        b"CWD subdir\0\r\n",
+    ] {
+        ftp.send_bytes(line);
+        let r = ftp.read_reply();
+        if r.code != 501 {
+            wrong.push(format!("{:?} got `{r}`", String::from_utf8_lossy(line)));
+        }
+    }
+    ftp.expect("NOOP", 200);
+    assert!(server.paths.user("inside.txt").exists());
+    assert!(!server.paths.user("new").exists());
+    assert_outside_unchanged(&before, &server.paths);
+    assert!(wrong.is_empty(), "expected 501 for a NUL in a path:\n{}", wrong.join("\n"));
+}

@@ -5,9 +5,18 @@
 mod common;
 
 use std::io::Read;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::*;
+
+/// The memory test measures this whole process: tests that move tens of MB
+/// take this lock so they do not run beside it.
+static MEMORY_HEAVY: Mutex<()> = Mutex::new(());
+
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    MEMORY_HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Connects and expects a 421 refusal followed by the server closing.
 fn expect_refused(server: &TestServer, what: &str) {
@@ -177,6 +186,7 @@ fn idle_timeout_closes_with_421_and_activity_resets_it() {
 
 #[test]
 fn idle_timeout_does_not_interrupt_a_slow_transfer() {
+    let _heavy = heavy();
     let server = TestServer::builder().idle_timeout(1).start();
     // Big enough that the server is still sending after the slow phase
     // (socket buffers on loopback hold several MB).
@@ -270,6 +280,7 @@ fn over_long_command_lines_get_500_and_the_session_goes_on() {
 
 #[test]
 fn an_endless_command_line_does_not_grow_the_server() {
+    let _heavy = heavy();
     let server = TestServer::start();
     let mut ftp = server.login();
     let chunk = vec![b'A'; 1024 * 1024];
