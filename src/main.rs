@@ -262,11 +262,13 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::failed(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(start_server(config, chain)).map_err(|e| Failure::failed(format!("{e:#}")))
+    runtime
+        .block_on(start_server(config, chain, args.config.clone()))
+        .map_err(|e| Failure::failed(format!("{e:#}")))
 }
 
-async fn start_server(config: Config, chain: AuthChain) -> anyhow::Result<()> {
-    ferroftpd::server::run(config, chain).await
+async fn start_server(config: Config, chain: AuthChain, config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    ferroftpd::server::run(config, chain, config_path).await
 }
 
 /// Log filter: `--log-level` wins, then `RUST_LOG`, then `log.level`.

@@ -5,7 +5,8 @@
 pub mod limits;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 
 use anyhow::Context as _;
 use tokio::io::AsyncWriteExt;
@@ -18,14 +19,62 @@ use crate::data::PassivePorts;
 use crate::perm::{BasicPermissions, Permissions};
 use limits::{Admission, Limits};
 
-/// Everything sessions share, read-only except the counters.
+/// What a reload replaces: configuration, authentication chain and
+/// permission rules. Sessions fetch it at every command, so a reload applies
+/// to them at their next command.
 #[derive(Debug)]
-pub struct Shared {
+pub struct Live {
     pub config: Config,
     pub auth: AuthChain,
     pub perms: Arc<dyn Permissions>,
+}
+
+impl Live {
+    fn new(config: Config, auth: AuthChain) -> anyhow::Result<Live> {
+        let perms: Arc<dyn Permissions> = Arc::new(BasicPermissions);
+        Ok(Live { config, auth, perms })
+    }
+}
+
+/// Everything sessions share.
+#[derive(Debug)]
+pub struct Shared {
+    live: RwLock<Arc<Live>>,
+    /// The configuration file to re-read on reload (`None`: built in code).
+    config_path: Option<PathBuf>,
+    /// Fixed at start: a new range needs a restart.
     pub passive: PassivePorts,
     pub limits: Limits,
+}
+
+impl Shared {
+    /// The configuration and rules in force now.
+    pub fn live(&self) -> Arc<Live> {
+        match self.live.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Re-reads the configuration file and rebuilds the authentication chain
+    /// and the permission rules. On any error the old ones stay in force.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let config = match &self.config_path {
+            Some(path) => crate::config::load_file(path)?,
+            None => self.live().config.clone(),
+        };
+        let old = self.live();
+        if config.passive.port_range != old.config.passive.port_range {
+            tracing::warn!("listen addresses and the passive port range change only at restart");
+        }
+        let auth = crate::auth::build_chain(&config)?;
+        let live = Arc::new(Live::new(config, auth)?);
+        match self.live.write() {
+            Ok(mut guard) => *guard = live,
+            Err(poisoned) => *poisoned.into_inner() = live,
+        }
+        Ok(())
+    }
 }
 
 /// Bound listeners, ready to serve.
@@ -36,7 +85,16 @@ pub struct Server {
 
 impl Server {
     /// Binds every configured listener (use port 0 for an ephemeral port).
+    /// `config_path` is the file a reload re-reads.
     pub async fn bind(config: Config, auth: AuthChain) -> anyhow::Result<Server> {
+        Server::bind_with_source(config, auth, None).await
+    }
+
+    pub async fn bind_with_source(
+        config: Config,
+        auth: AuthChain,
+        config_path: Option<PathBuf>,
+    ) -> anyhow::Result<Server> {
         let mut listeners = Vec::new();
         for addr in &config.server.listen {
             let listener =
@@ -46,11 +104,15 @@ impl Server {
         let shared = Arc::new(Shared {
             passive: PassivePorts::new(config.passive.port_range),
             limits: Limits::default(),
-            perms: Arc::new(BasicPermissions),
-            auth,
-            config,
+            config_path,
+            live: RwLock::new(Arc::new(Live::new(config, auth)?)),
         });
         Ok(Server { shared, listeners })
+    }
+
+    /// The state sessions share, e.g. to trigger a reload.
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
     }
 
     /// The addresses actually bound (with the ports the system chose).
@@ -70,19 +132,49 @@ impl Server {
     }
 }
 
-/// Binds and serves until Ctrl-C / SIGTERM.
-pub async fn run(config: Config, auth: AuthChain) -> anyhow::Result<()> {
+/// Binds and serves until Ctrl-C / SIGTERM; SIGHUP reloads `config_path`.
+pub async fn run(config: Config, auth: AuthChain, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     if auth.module_names().contains(&"anonymous") {
         sweep_stale_uploads(config.anonymous.root.clone()).await;
     }
-    let server = Server::bind(config, auth).await?;
+    let server = Server::bind_with_source(config, auth, config_path).await?;
     for addr in server.local_addrs() {
         tracing::info!(%addr, "listening");
     }
+    spawn_reload_on_hangup(server.shared());
     server.run_until(shutdown_signal()).await;
     tracing::info!("shutting down");
     Ok(())
 }
+
+#[cfg(unix)]
+fn spawn_reload_on_hangup(shared: Arc<Shared>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; reload unavailable");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            let shared = shared.clone();
+            // Reading files and opening the user database block: off the workers.
+            let result = tokio::task::spawn_blocking(move || shared.reload()).await;
+            match result {
+                Ok(Ok(())) => tracing::info!("configuration reloaded"),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "reload failed; keeping the previous configuration")
+                }
+                Err(e) => tracing::error!(error = %e, "reload failed; keeping the previous configuration"),
+            }
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn spawn_reload_on_hangup(_shared: Arc<Shared>) {}
 
 /// Removes replacement uploads left behind by a crash (the old files they
 /// would have replaced are intact).
@@ -126,7 +218,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
                 continue;
             }
         };
-        match shared.limits.admit(peer.ip(), &shared.config.limits) {
+        match shared.limits.admit(peer.ip(), &shared.live().config.limits) {
             Admission::Admitted(guard) => {
                 let shared = shared.clone();
                 tokio::spawn(async move {

@@ -15,7 +15,7 @@ use crate::vfs::Metadata;
 
 impl Ctx<'_> {
     pub fn perm_view(&self) -> PermView {
-        PermView { perms: self.shared.perms.clone(), account: self.user.account.clone() }
+        PermView { perms: self.live.perms.clone(), account: self.user.account.clone() }
     }
 
     /// Refuses operations on mount points themselves (they are grafted, not stored).

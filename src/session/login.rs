@@ -28,7 +28,7 @@ impl Session {
             return Reply::new(503, "Login with USER first.").into();
         };
         let request = LoginRequest { user: &name, password: &password, peer: self.peer.ip() };
-        let result = self.shared.auth.authenticate(&request).await;
+        let result = self.shared.live().auth.authenticate(&request).await;
         let account = match result {
             LoginResult::Accepted(account) => account,
             LoginResult::Rejected { module } => {
@@ -40,7 +40,7 @@ impl Session {
                 return self.login_failed().await;
             }
         };
-        let limit = account.max_sessions.unwrap_or(self.shared.config.limits.max_sessions_per_user);
+        let limit = account.max_sessions.unwrap_or(self.shared.live().config.limits.max_sessions_per_user);
         let Some(guard) = self.shared.limits.login(&account.name, limit) else {
             tracing::warn!(user = %account.name, limit, "login refused: too many sessions for this user");
             return Outcome::Close(Reply::new(421, "Too many sessions for this user, try again later."));
@@ -68,9 +68,9 @@ impl Session {
 
     async fn login_failed(&mut self) -> Outcome {
         self.failures += 1;
-        let delay = Duration::from_millis(self.shared.config.limits.failed_login_delay_ms);
+        let delay = Duration::from_millis(self.shared.live().config.limits.failed_login_delay_ms);
         tokio::time::sleep(delay).await;
-        if self.failures >= self.shared.config.limits.max_login_failures {
+        if self.failures >= self.shared.live().config.limits.max_login_failures {
             tracing::warn!(failures = self.failures, "too many failed logins, closing");
             return Outcome::Close(Reply::new(421, "Too many failed logins, closing connection."));
         }

@@ -44,7 +44,7 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, guard
     };
     let _ = stream.set_nodelay(true);
     let span = tracing::info_span!("session", %peer);
-    let write_timeout = Duration::from_secs(shared.config.timeouts.data.max(1));
+    let write_timeout = Duration::from_secs(shared.live().config.timeouts.data.max(1));
     let mut session = Session {
         control: Control::new(stream, write_timeout),
         shared,
@@ -121,14 +121,17 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 impl Session {
     async fn serve(&mut self) {
         tracing::info!("connected");
-        let banner = Reply::new(220, self.shared.config.server.banner.clone());
+        let banner = Reply::new(220, self.shared.live().config.server.banner.clone());
         if self.control.send(&banner).await.is_err() {
             return;
         }
         let started = Instant::now();
-        let timeouts = self.shared.config.timeouts.clone();
-        let max_line = self.shared.config.limits.max_line_length;
         loop {
+            // Read at every turn so a reload applies to running sessions.
+            let (timeouts, max_line) = {
+                let live = self.shared.live();
+                (live.config.timeouts.clone(), live.config.limits.max_line_length)
+            };
             if self.transfer.is_none() {
                 if let Some(cmd) = self.deferred.take() {
                     if !self.execute(cmd).await {
@@ -280,8 +283,10 @@ impl Session {
             cmd => match self.user.as_deref_mut() {
                 None => Reply::new(530, "Please login with USER and PASS.").into(),
                 Some(user) => {
+                    let live = self.shared.live();
                     let mut ctx = user::Ctx {
                         shared: &self.shared,
+                        live: &live,
                         user,
                         params: &mut self.params,
                         peer: self.peer,

@@ -92,7 +92,7 @@ impl Ctx<'_> {
     }
 
     fn data_timeout(&self) -> Duration {
-        Duration::from_secs(self.shared.config.timeouts.data.max(1))
+        Duration::from_secs(self.live.config.timeouts.data.max(1))
     }
 
     pub fn pasv(&mut self) -> Reply {
@@ -100,7 +100,7 @@ impl Ctx<'_> {
             return Reply::new(503, "PASV not allowed after EPSV ALL.");
         }
         let local_ip = self.local.ip().to_canonical();
-        let advertised = match self.shared.config.passive.advertised_address.unwrap_or(local_ip) {
+        let advertised = match self.live.config.passive.advertised_address.unwrap_or(local_ip) {
             IpAddr::V4(v4) => v4,
             IpAddr::V6(_) => return Reply::new(425, "PASV needs IPv4; use EPSV."),
         };
@@ -232,7 +232,7 @@ impl Ctx<'_> {
         let progress = new_progress();
         let (ascii, size, stall) = (
             self.params.ty == TransferType::Ascii,
-            self.shared.config.transfer.send_buffer,
+            self.live.config.transfer.send_buffer,
             self.data_timeout(),
         );
         let p = progress.clone();
@@ -301,7 +301,8 @@ impl Ctx<'_> {
             StoreKind::Stor => (Operation::Write, WriteMode::Replace),
         };
         let resolved = self.authorize(op, &vpath)?;
-        let upload = resolved.mount.storage.write(resolved.rel, mode).await.map_err(|e| upload_storage_reply(&e))?;
+        let upload =
+            resolved.mount.storage.write(resolved.rel, mode).await.map_err(|e| upload_storage_reply(&e))?;
         let command = if kind == StoreKind::Appe { "APPE" } else { "STOR" };
         let replaces = exists && mode == WriteMode::Replace;
         let (progress, future) = self.upload_future(upload);
@@ -314,7 +315,7 @@ impl Ctx<'_> {
         let progress = new_progress();
         let (ascii, size, stall) = (
             self.params.ty == TransferType::Ascii,
-            self.shared.config.transfer.receive_buffer,
+            self.live.config.transfer.receive_buffer,
             self.data_timeout(),
         );
         let p = progress.clone();

@@ -9,7 +9,7 @@ use crate::auth::Account;
 use crate::perm::{Decision, Operation, Target};
 use crate::proto::{Command, Reply};
 use crate::server::limits::UserGuard;
-use crate::server::Shared;
+use crate::server::{Live, Shared};
 use crate::vfs::{self, Resolved, Vfs};
 
 /// State that exists only after a successful login.
@@ -27,6 +27,8 @@ pub(super) struct LoggedIn {
 /// What a handler of a logged-in command can reach.
 pub(super) struct Ctx<'a> {
     pub shared: &'a Shared,
+    /// The configuration and rules in force for this command.
+    pub live: &'a Live,
     pub user: &'a mut LoggedIn,
     pub params: &'a mut Params,
     pub peer: SocketAddr,
@@ -97,6 +99,6 @@ impl Ctx<'_> {
         let real = resolved.real_location();
         let target =
             Target { virtual_path: vpath, real_path: &real, read_only_mount: resolved.mount.read_only };
-        self.shared.perms.check(&self.user.account, op, &target)
+        self.live.perms.check(&self.user.account, op, &target)
     }
 }
