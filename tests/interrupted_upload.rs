@@ -12,8 +12,21 @@ use std::time::Duration;
 
 use common::*;
 
+/// A background client, killed if the test ends early (curl's own
+/// `--max-time` bounds it too).
+struct Background(Option<Child>);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// Starts a slow curl upload (200 KB/s) in the background.
-fn slow_upload(local: &Path, url: &str, resume: bool) -> Child {
+fn slow_upload(local: &Path, url: &str, resume: bool) -> Background {
     require_program("curl");
     let mut cmd = Command::new("curl");
     cmd.args(["-sS", "--max-time", "120", "--noproxy", "*", "--limit-rate", "200k"]);
@@ -21,11 +34,15 @@ fn slow_upload(local: &Path, url: &str, resume: bool) -> Child {
         cmd.args(["-C", "-"]);
     }
     cmd.arg("-T").arg(local).arg(url);
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start curl")
+    Background(Some(
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start curl"),
+    ))
 }
 
 /// SIGKILL, then reap.
-fn kill9(mut child: Child) {
+fn kill9(mut background: Background) {
+    let mut child = background.0.take().expect("running client");
+    assert!(child.try_wait().unwrap().is_none(), "curl ended before it could be killed");
     child.kill().expect("kill curl"); // SIGKILL on Unix
     let _ = child.wait();
 }

@@ -305,6 +305,7 @@ fn an_endless_command_line_does_not_grow_the_server() {
         sent / (1024 * 1024)
     );
     if replies_closed {
+        eprintln!("the server closed the connection after {} MB without a line end", sent >> 20);
         return;
     }
     ftp.send_bytes(b"\r\n");
