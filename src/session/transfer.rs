@@ -241,7 +241,7 @@ impl Ctx<'_> {
                 Ok(s) => s,
                 Err(e) => return Finished::NoConnection(e),
             };
-            match copy::send_file(reader, &mut socket, ascii, size, stall, &p).await {
+            match copy::send_file_plain(reader, &mut socket, ascii, size, stall, &p).await {
                 Ok(n) => Finished::Sent(n),
                 Err(e) => Finished::Failed(e),
             }
