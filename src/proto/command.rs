@@ -104,6 +104,9 @@ pub enum ParseError {
     /// 504: known command, unsupported parameter (TYPE E, MODE B, STRU R …).
     #[error("{0}")]
     Unsupported(String),
+    /// 522: EPRT/EPSV name a network protocol other than 1 (IPv4) or 2 (IPv6).
+    #[error("Network protocol not supported, use (1,2)")]
+    UnsupportedProtocol,
     /// 500: line is not UTF-8 or contains a NUL or a bare CR.
     #[error("invalid characters in command line")]
     InvalidEncoding,
@@ -115,6 +118,7 @@ impl ParseError {
             ParseError::Unknown(_) | ParseError::InvalidEncoding => 500,
             ParseError::Syntax(_) => 501,
             ParseError::Unsupported(_) => 504,
+            ParseError::UnsupportedProtocol => 522,
         }
     }
 }
@@ -341,6 +345,7 @@ fn parse_epsv(arg: Option<&str>) -> Result<EpsvArg, ParseError> {
         Some("1") => Ok(EpsvArg::Protocol(1)),
         Some("2") => Ok(EpsvArg::Protocol(2)),
         Some(a) if a.eq_ignore_ascii_case("ALL") => Ok(EpsvArg::All),
+        Some(a) if parse_decimal(a).is_some() => Err(ParseError::UnsupportedProtocol),
         Some(_) => Err(syntax("EPSV takes 1, 2 or ALL")),
     }
 }
@@ -358,6 +363,7 @@ fn parse_eprt(arg: &str) -> Result<SocketAddr, ParseError> {
     let ip: IpAddr = match *proto {
         "1" => address.parse::<Ipv4Addr>().map_err(|_| bad())?.into(),
         "2" => address.parse::<Ipv6Addr>().map_err(|_| bad())?.into(),
+        other if parse_decimal(other).is_some() => return Err(ParseError::UnsupportedProtocol),
         _ => return Err(bad()),
     };
     Ok(SocketAddr::new(ip, port))
@@ -672,7 +678,6 @@ mod tests {
             "EPRT",
             "EPRT |2|132.235.1.2|6275|",
             "EPRT |1|::1|6275|",
-            "EPRT |3|1.2.3.4|21|",
             "EPRT ||1.2.3.4|21|",
             "EPRT |1|1.2.3.4|65536|",
             "EPRT |1|1.2.3.4|-1|",
@@ -700,7 +705,9 @@ mod tests {
         assert_eq!(ok("EPSV ALL"), Command::Epsv(EpsvArg::All));
         assert_eq!(ok("epsv all"), Command::Epsv(EpsvArg::All));
         assert_eq!(ok("EPSV aLl"), Command::Epsv(EpsvArg::All));
-        for line in ["EPSV 3", "EPSV 0", "EPSV ALLX", "EPSV 1 2", "EPSV |1|"] {
+        assert_eq!(code("EPSV 3"), 522);
+        assert_eq!(code("EPRT |3|1.2.3.4|21|"), 522);
+        for line in ["EPSV ALLX", "EPSV 1 2", "EPSV |1|"] {
             assert_eq!(code(line), 501, "{line}");
         }
     }

@@ -10,7 +10,6 @@ use super::user::Ctx;
 use crate::perm::Operation;
 use crate::proto::listing;
 use crate::proto::Reply;
-use crate::vfs::path::split_parent;
 use crate::vfs::Metadata;
 
 impl Ctx<'_> {
@@ -127,36 +126,6 @@ impl Ctx<'_> {
         );
         let line = listing::mlsx_line(&vpath, &meta, &perm, None);
         Ok(Reply::new(250, format!("Listing {vpath}\n{line}\nEnd")))
-    }
-
-    /// STAT with a path: the `ls -l` listing over the control connection
-    /// (213 for a file, 212 for a directory), capped so it stays small.
-    pub async fn stat_path(&self, arg: &str) -> Result<Reply, Reply> {
-        use futures_util::StreamExt as _;
-        const MAX_LINES: usize = 1000;
-        let (vpath, meta) = self.stat_meta(arg).await?;
-        let now = SystemTime::now();
-        if !meta.is_dir() {
-            let name = split_parent(&vpath).map_or(vpath.as_str(), |(_, n)| n).to_string();
-            let line = listing::list_line(&crate::vfs::DirEntry { name, meta }, now);
-            return Ok(Reply::new(213, format!("Status of {vpath}:\n{line}\nEnd of status")));
-        }
-        let resolved = self.authorize(Operation::List, &vpath)?;
-        let mut entries = resolved.mount.storage.list(resolved.rel).await.map_err(|e| storage_reply(&e))?;
-        let mut text = format!("Status of {vpath}:\n");
-        let mut count = 0;
-        while let Some(entry) = entries.next().await {
-            let Ok(entry) = entry else { continue };
-            count += 1;
-            if count > MAX_LINES {
-                text.push_str("... (listing truncated, use LIST)\n");
-                break;
-            }
-            text.push_str(&listing::list_line(&entry, now));
-            text.push('\n');
-        }
-        text.push_str("End of status");
-        Ok(Reply::new(212, text))
     }
 
     pub async fn site(&self, arg: &str) -> Result<Reply, Reply> {
