@@ -11,4 +11,5 @@ pub mod perm;
 pub mod proto;
 pub mod server;
 pub mod session;
+pub mod tls;
 pub mod vfs;

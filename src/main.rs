@@ -54,6 +54,40 @@ enum Command {
     },
     /// Manage virtual users (changes apply at the user's next login).
     User(UserArgs),
+    /// TLS certificates for FTPS.
+    Cert(CertArgs),
+}
+
+#[derive(Debug, Args)]
+struct CertArgs {
+    #[command(subcommand)]
+    command: CertCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum CertCommand {
+    /// Write a fresh self-signed certificate and key (PEM) for testing;
+    /// clients must be told to trust it (curl --cacert, lftp ssl:ca-file).
+    SelfSigned(SelfSignedArgs),
+}
+
+#[derive(Debug, Args)]
+struct SelfSignedArgs {
+    /// Host name or IP address clients connect to (repeatable; the first is the common name).
+    #[arg(long = "host", value_name = "NAME", required = true)]
+    hosts: Vec<String>,
+    /// Where to write the certificate.
+    #[arg(long, value_name = "FILE", default_value = "ferroftpd-cert.pem")]
+    out_cert: PathBuf,
+    /// Where to write the private key (created readable by its owner only).
+    #[arg(long, value_name = "FILE", default_value = "ferroftpd-key.pem")]
+    out_key: PathBuf,
+    /// Days of validity.
+    #[arg(long, value_name = "N", default_value_t = 365)]
+    days: u32,
+    /// Replace existing files.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -226,6 +260,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::CheckConfig { file } => check_config(&file),
         Command::User(args) => user(args),
+        Command::Cert(CertArgs { command: CertCommand::SelfSigned(args) }) => cert_self_signed(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -240,6 +275,72 @@ fn check_config(file: &Path) -> Result<(), Failure> {
     config::load_file(file).map_err(Failure::config)?;
     println!("{}: OK", file.display());
     Ok(())
+}
+
+fn cert_self_signed(args: SelfSignedArgs) -> Result<(), Failure> {
+    for host in &args.hosts {
+        if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c.is_control() || c == '/') {
+            return Err(Failure::input(format!(
+                "--host `{}` is not a host name or IP address",
+                host.escape_debug()
+            )));
+        }
+    }
+    if args.out_cert == args.out_key {
+        return Err(Failure::input("--out-cert and --out-key name the same file"));
+    }
+    if !args.force {
+        for path in [&args.out_cert, &args.out_key] {
+            if path.exists() {
+                return Err(Failure::failed(format!(
+                    "{} already exists; remove it or give --force",
+                    path.display()
+                )));
+            }
+        }
+    }
+    let pair = ferroftpd::tls::self_signed(&args.hosts, args.days).map_err(Failure::input)?;
+    write_new_file(&args.out_key, pair.key_pem.as_bytes(), 0o600)?;
+    write_new_file(&args.out_cert, pair.cert_pem.as_bytes(), 0o644)?;
+    println!(
+        "wrote {} and {} (self-signed for {}, {} days)\n\n\
+         [tls]\n\
+         certificate = \"{}\"\n\
+         key = \"{}\"",
+        args.out_cert.display(),
+        args.out_key.display(),
+        args.hosts.join(", "),
+        args.days,
+        absolute_display(&args.out_cert),
+        absolute_display(&args.out_key),
+    );
+    Ok(())
+}
+
+fn absolute_display(path: &Path) -> String {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()).display().to_string()
+}
+
+/// Writes `bytes` to `path` (replacing it) with the given Unix mode.
+fn write_new_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Failure> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let result = options.open(path).and_then(|mut f| {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        }
+        f.write_all(bytes)
+    });
+    result.map_err(|e| Failure::failed(format!("cannot write {}: {e}", path.display())))
 }
 
 fn serve(args: ServeArgs) -> Result<(), Failure> {

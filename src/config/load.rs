@@ -74,6 +74,11 @@ fn resolve_relative(config: &mut Config, base: &Path) {
             *p = base.join(&*p);
         }
     }
+    for p in [&mut config.tls.certificate, &mut config.tls.key].into_iter().flatten() {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    }
 }
 
 /// Every key with the type it wants and an example line, in schema order.
@@ -107,6 +112,19 @@ pub const EXAMPLES: &[(&str, &str, &str)] = &[
     ("anonymous.upload_dirs", "an array of absolute virtual paths", r#"upload_dirs = ["/incoming"]"#),
     ("userdb", "a table (section)", "[userdb]"),
     ("userdb.path", "a file path string", r#"path = "/var/lib/ferroftpd/users.db""#),
+    ("tls", "a table (section)", "[tls]"),
+    ("tls.certificate", "a PEM file path string", r#"certificate = "/etc/ferroftpd/cert.pem""#),
+    ("tls.key", "a PEM file path string", r#"key = "/etc/ferroftpd/key.pem""#),
+    ("tls.implicit_listen", "an array of \"address:port\" strings", r#"implicit_listen = ["0.0.0.0:990"]"#),
+    ("tls.require_login", "true or false", "require_login = true"),
+    ("tls.require_data", "true or false", "require_data = true"),
+    ("tls.anonymous_exempt", "true or false", "anonymous_exempt = true"),
+    (
+        "tls.exempt_listen",
+        "an array of \"address:port\" strings from server.listen",
+        r#"exempt_listen = ["127.0.0.1:2121"]"#,
+    ),
+    ("tls.require_session_reuse", "true or false", "require_session_reuse = true"),
     ("log", "a table (section)", "[log]"),
     ("log.level", "a string: error, warn, info, debug, trace (or a tracing filter)", r#"level = "info""#),
 ];
@@ -584,6 +602,8 @@ fn check(config: &mut Config, src: &Source<'_>) -> Result<(), ConfigError> {
         }
     }
 
+    check_tls(config, src, &mut problems);
+
     if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&config.log.level) {
         problems.push(src.at_key(
             "log.level",
@@ -605,6 +625,74 @@ fn userdb_parent(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
+    }
+}
+
+/// TLS settings: the certificate and key must both be given, readable and
+/// belong together; every other TLS setting needs them.
+fn check_tls(config: &Config, src: &Source<'_>, problems: &mut Vec<String>) {
+    let tls = &config.tls;
+    match (&tls.certificate, &tls.key) {
+        (Some(cert), Some(key)) => {
+            if let Err(e) = crate::tls::TlsSetup::load(cert, key) {
+                let at =
+                    if e.0.starts_with(&key.display().to_string()) { "tls.key" } else { "tls.certificate" };
+                problems.push(src.at_key(
+                    at,
+                    &format!("{e}\n = make one for testing: ferroftpd cert self-signed --host HOSTNAME"),
+                ));
+            }
+        }
+        (Some(_), None) => problems.push(src.at_key(
+            "tls.certificate",
+            "a certificate without its key\n = add, for example: key = \"/etc/ferroftpd/key.pem\"",
+        )),
+        (None, Some(_)) => problems.push(src.at_key(
+            "tls.key",
+            "a key without its certificate\n = add, for example: certificate = \"/etc/ferroftpd/cert.pem\"",
+        )),
+        (None, None) => {
+            let needs_cert = [
+                ("tls.implicit_listen", !tls.implicit_listen.is_empty()),
+                ("tls.require_login", tls.require_login),
+                ("tls.require_data", tls.require_data),
+                ("tls.anonymous_exempt", tls.anonymous_exempt),
+                ("tls.exempt_listen", !tls.exempt_listen.is_empty()),
+            ];
+            for (key, set) in needs_cert {
+                if set {
+                    problems.push(src.at_key(
+                        key,
+                        "TLS is not configured\n = set tls.certificate and tls.key (or remove this setting)",
+                    ));
+                }
+            }
+        }
+    }
+    for (i, addr) in tls.exempt_listen.iter().enumerate() {
+        if !config.server.listen.contains(addr) {
+            let listen: Vec<String> = config.server.listen.iter().map(|a| format!("\"{a}\"")).collect();
+            problems.push(src.at_item(
+                "tls.exempt_listen",
+                i,
+                &format!(
+                    "{addr} is not in server.listen\n = name one of: {}",
+                    if listen.is_empty() { "(none)".to_string() } else { listen.join(", ") }
+                ),
+            ));
+        }
+    }
+    for (i, addr) in tls.implicit_listen.iter().enumerate() {
+        if addr.port() != 0 && config.server.listen.contains(addr) {
+            problems.push(src.at_item(
+                "tls.implicit_listen",
+                i,
+                &format!(
+                    "{addr} is also in server.listen\n = a port speaks either plain FTP with AUTH TLS or implicit TLS: \
+                     use another port, such as 990"
+                ),
+            ));
+        }
     }
 }
 

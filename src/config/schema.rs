@@ -17,6 +17,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub anonymous: AnonymousConfig,
     pub userdb: UserDbConfig,
+    pub tls: TlsConfig,
     pub log: LogConfig,
 }
 
@@ -157,6 +158,56 @@ pub struct UserDbConfig {
 impl Default for UserDbConfig {
     fn default() -> Self {
         UserDbConfig { path: PathBuf::from("ferroftpd-users.db") }
+    }
+}
+
+/// FTPS (RFC 4217). TLS is off unless `certificate` and `key` are given;
+/// then it is offered (AUTH TLS, and implicit TLS on `implicit_listen`) and,
+/// by default, optional.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub certificate: Option<PathBuf>,
+    /// PEM private key of the certificate.
+    pub key: Option<PathBuf>,
+    /// Listeners that speak TLS from the first byte (implicit FTPS, port 990
+    /// by convention).
+    pub implicit_listen: Vec<SocketAddr>,
+    /// USER/PASS only on a protected control connection.
+    pub require_login: bool,
+    /// Transfers only over protected data connections (PROT P); implies
+    /// `require_login`.
+    pub require_data: bool,
+    /// Anonymous users need neither (their password is no secret).
+    pub anonymous_exempt: bool,
+    /// Entries of `server.listen` where TLS stays optional whatever the
+    /// requirements above say (say, a listener on a trusted network).
+    pub exempt_listen: Vec<SocketAddr>,
+    /// A protected data connection must resume the control connection's TLS
+    /// session (vsftpd's `require_ssl_reuse`), so nobody else can take it.
+    pub require_session_reuse: bool,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            certificate: None,
+            key: None,
+            implicit_listen: Vec::new(),
+            require_login: false,
+            require_data: false,
+            anonymous_exempt: false,
+            exempt_listen: Vec::new(),
+            require_session_reuse: true,
+        }
+    }
+}
+
+impl TlsConfig {
+    /// True when a certificate is configured.
+    pub fn enabled(&self) -> bool {
+        self.certificate.is_some()
     }
 }
 

@@ -1,6 +1,8 @@
 //! Listeners and connection admission: one lightweight task per control
 //! connection, limits on clients (total, per address) answered with a clean
-//! 421 before any session state is allocated.
+//! 421 before any session state is allocated. Listeners are plain FTP
+//! (`server.listen`, with AUTH TLS when configured) or implicit TLS
+//! (`tls.implicit_listen`, handshake before the greeting).
 
 pub mod limits;
 
@@ -17,23 +19,41 @@ use crate::auth::AuthChain;
 use crate::config::Config;
 use crate::data::PassivePorts;
 use crate::perm::{BasicPermissions, Permissions};
+use crate::tls::TlsSetup;
 use limits::{Admission, Limits};
 
-/// What a reload replaces: configuration, authentication chain and
-/// permission rules. Sessions fetch it at every command, so a reload applies
-/// to them at their next command.
+/// What a reload replaces: configuration, authentication chain, permission
+/// rules and the TLS certificate. Sessions fetch it at every command, so a
+/// reload applies to them at their next command (a session already in TLS
+/// keeps the certificate it negotiated; new connections get the new one).
 #[derive(Debug)]
 pub struct Live {
     pub config: Config,
     pub auth: AuthChain,
     pub perms: Arc<dyn Permissions>,
+    /// Present when `tls.certificate` is configured.
+    pub tls: Option<TlsSetup>,
 }
 
 impl Live {
     fn new(config: Config, auth: AuthChain) -> anyhow::Result<Live> {
         let perms: Arc<dyn Permissions> = Arc::new(BasicPermissions);
-        Ok(Live { config, auth, perms })
+        let tls = match (&config.tls.certificate, &config.tls.key) {
+            (Some(cert), Some(key)) => Some(TlsSetup::load(cert, key)?),
+            (None, None) => None,
+            _ => anyhow::bail!("tls.certificate and tls.key must be given together"),
+        };
+        Ok(Live { config, auth, perms, tls })
     }
+}
+
+/// Which listener accepted a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerInfo {
+    /// The address as configured (port 0 stays 0), to match policy entries.
+    pub configured: SocketAddr,
+    /// TLS from the first byte (implicit FTPS).
+    pub implicit_tls: bool,
 }
 
 /// Everything sessions share.
@@ -64,7 +84,10 @@ impl Shared {
             None => self.live().config.clone(),
         };
         let old = self.live();
-        if config.passive.port_range != old.config.passive.port_range {
+        if config.passive.port_range != old.config.passive.port_range
+            || config.server.listen != old.config.server.listen
+            || config.tls.implicit_listen != old.config.tls.implicit_listen
+        {
             tracing::warn!("listen addresses and the passive port range change only at restart");
         }
         let auth = crate::auth::build_chain(&config)?;
@@ -80,7 +103,7 @@ impl Shared {
 /// Bound listeners, ready to serve.
 pub struct Server {
     shared: Arc<Shared>,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<(TcpListener, ListenerInfo)>,
 }
 
 impl Server {
@@ -95,17 +118,21 @@ impl Server {
         auth: AuthChain,
         config_path: Option<PathBuf>,
     ) -> anyhow::Result<Server> {
+        let live = Live::new(config, auth)?;
+        let config = &live.config;
         let mut listeners = Vec::new();
-        for addr in &config.server.listen {
+        let plain = config.server.listen.iter().map(|a| (a, false));
+        let implicit = config.tls.implicit_listen.iter().map(|a| (a, true));
+        for (addr, implicit_tls) in plain.chain(implicit) {
             let listener =
                 TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-            listeners.push(listener);
+            listeners.push((listener, ListenerInfo { configured: *addr, implicit_tls }));
         }
         let shared = Arc::new(Shared {
             passive: PassivePorts::new(config.passive.port_range),
             limits: Limits::default(),
             config_path,
-            live: RwLock::new(Arc::new(Live::new(config, auth)?)),
+            live: RwLock::new(Arc::new(live)),
         });
         Ok(Server { shared, listeners })
     }
@@ -115,17 +142,31 @@ impl Server {
         self.shared.clone()
     }
 
-    /// The addresses actually bound (with the ports the system chose).
+    /// The plain (explicit) listeners' addresses actually bound (with the
+    /// ports the system chose).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
+        self.bound(false)
+    }
+
+    /// The implicit-TLS listeners' addresses actually bound.
+    pub fn implicit_tls_addrs(&self) -> Vec<SocketAddr> {
+        self.bound(true)
+    }
+
+    fn bound(&self, implicit_tls: bool) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter(|(_, info)| info.implicit_tls == implicit_tls)
+            .filter_map(|(l, _)| l.local_addr().ok())
+            .collect()
     }
 
     /// Serves until `shutdown` resolves; then stops accepting. Sessions
     /// already running go on until they end.
     pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()>) {
         let (stop_tx, stop_rx) = watch::channel(false);
-        for listener in self.listeners {
-            tokio::spawn(accept_loop(listener, self.shared.clone(), stop_rx.clone()));
+        for (listener, info) in self.listeners {
+            tokio::spawn(accept_loop(listener, info, self.shared.clone(), stop_rx.clone()));
         }
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -140,6 +181,9 @@ pub async fn run(config: Config, auth: AuthChain, config_path: Option<PathBuf>) 
     let server = Server::bind_with_source(config, auth, config_path).await?;
     for addr in server.local_addrs() {
         tracing::info!(%addr, "listening");
+    }
+    for addr in server.implicit_tls_addrs() {
+        tracing::info!(%addr, "listening (implicit TLS)");
     }
     spawn_reload_on_hangup(server.shared());
     server.run_until(shutdown_signal()).await;
@@ -203,7 +247,12 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    info: ListenerInfo,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -222,8 +271,13 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
             Admission::Admitted(guard) => {
                 let shared = shared.clone();
                 tokio::spawn(async move {
-                    crate::session::run(stream, peer, shared, guard).await;
+                    crate::session::run(stream, peer, info, shared, guard).await;
                 });
+            }
+            Admission::Refused(reason) if info.implicit_tls => {
+                // No TLS yet, so no reply the client could read: just close.
+                tracing::warn!(%peer, reason, "connection refused (implicit TLS)");
+                drop(stream);
             }
             Admission::Refused(reason) => {
                 tracing::warn!(%peer, reason, "connection refused");

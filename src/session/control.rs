@@ -4,14 +4,31 @@
 //! reads into a small stack buffer and keeps only the bytes of an unfinished
 //! line. A line longer than the limit is reported once and the rest of it
 //! discarded up to the next LF, so a client cannot grow the server's memory.
+//!
+//! In TLS the same holds: the session waits for the TCP socket's
+//! readability, then polls the TLS stream exactly once into the stack buffer
+//! (rustls may also hold already decrypted bytes, so that poll comes first).
+//! No buffer of the session's own lives across an await; what stays is
+//! rustls's per-connection state.
 
 use std::io;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use futures_util::FutureExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::proto::Reply;
+use crate::tls::{ServerStream, SessionTls};
+
+/// The control connection's transport.
+#[derive(Debug)]
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<ServerStream>),
+    /// Lost in a failed TLS handshake.
+    Gone,
+}
 
 /// What the client sent.
 #[derive(Debug, PartialEq, Eq)]
@@ -26,7 +43,7 @@ pub enum Incoming {
 
 #[derive(Debug)]
 pub struct Control {
-    stream: TcpStream,
+    stream: Stream,
     pending: Vec<u8>,
     /// Dropping the tail of an over-long line.
     discarding: bool,
@@ -35,9 +52,77 @@ pub struct Control {
     write_timeout: Duration,
 }
 
+/// Takes bytes just read into the unfinished line; none means end of stream.
+/// Always `Ok`: the shape of a read's result.
+fn accept_bytes(
+    pending: &mut Vec<u8>,
+    discarding: &mut bool,
+    eof: &mut bool,
+    bytes: &[u8],
+) -> io::Result<()> {
+    if bytes.is_empty() {
+        *eof = true;
+    } else if !*discarding {
+        pending.extend_from_slice(bytes);
+    } else if let Some(pos) = bytes.iter().position(|&b| b == b'\n') {
+        *discarding = false;
+        pending.extend_from_slice(&bytes[pos + 1..]);
+    }
+    Ok(())
+}
+
 impl Control {
     pub fn new(stream: TcpStream, write_timeout: Duration) -> Control {
-        Control { stream, pending: Vec::new(), discarding: false, eof: false, write_timeout }
+        Control {
+            stream: Stream::Plain(stream),
+            pending: Vec::new(),
+            discarding: false,
+            eof: false,
+            write_timeout,
+        }
+    }
+
+    /// A control connection whose TLS handshake is done (implicit FTPS).
+    pub fn new_tls(stream: ServerStream, write_timeout: Duration) -> Control {
+        Control {
+            stream: Stream::Tls(Box::new(stream)),
+            pending: Vec::new(),
+            discarding: false,
+            eof: false,
+            write_timeout,
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream, Stream::Tls(_))
+    }
+
+    /// Protocol version and cipher suite, for logs.
+    pub fn tls_description(&self) -> Option<String> {
+        match &self.stream {
+            Stream::Tls(s) => Some(crate::tls::describe(s)),
+            _ => None,
+        }
+    }
+
+    /// Drops what the client sent after the command being answered and
+    /// returns its length. After AUTH TLS, anything already read was sent
+    /// in clear and must not be executed as if protected (the STARTTLS
+    /// command-injection attack).
+    pub fn discard_pending(&mut self) -> usize {
+        self.discarding = false;
+        std::mem::take(&mut self.pending).len()
+    }
+
+    /// Performs the TLS handshake on a plain control connection, with a
+    /// time limit. On failure the connection is unusable and closed.
+    pub async fn start_tls(&mut self, tls: &SessionTls, timeout: Duration) -> io::Result<()> {
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Gone) else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "the control connection is not plain"));
+        };
+        let stream = tls.accept_control(tcp, timeout).await?;
+        self.stream = Stream::Tls(Box::new(stream));
+        Ok(())
     }
 
     /// Waits for the next line. Cancel-safe: bytes already read stay in the
@@ -86,25 +171,42 @@ impl Control {
     /// Reads what is available, waiting for readability first so no buffer is
     /// held while idle.
     async fn fill(&mut self) -> io::Result<()> {
+        let Control { stream, pending, discarding, eof, .. } = self;
+        let mut take = |bytes: &[u8]| accept_bytes(pending, discarding, eof, bytes);
         loop {
-            self.stream.readable().await?;
-            let mut chunk = [0u8; 1024];
-            match self.stream.try_read(&mut chunk) {
-                Ok(0) => {
-                    self.eof = true;
-                    return Ok(());
-                }
-                Ok(n) => {
-                    if !self.discarding {
-                        self.pending.extend_from_slice(&chunk[..n]);
-                    } else if let Some(pos) = chunk[..n].iter().position(|&b| b == b'\n') {
-                        self.discarding = false;
-                        self.pending.extend_from_slice(&chunk[pos + 1..n]);
+            match stream {
+                Stream::Plain(tcp) => {
+                    tcp.readable().await?;
+                    let mut chunk = [0u8; 1024];
+                    match tcp.try_read(&mut chunk) {
+                        Ok(n) => return take(&chunk[..n]),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        Err(e) => return Err(e),
                     }
-                    return Ok(());
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
+                Stream::Tls(tls) => {
+                    // One poll, no waker kept, and the buffer ends with this
+                    // block: nothing of it is held across the await below.
+                    let done = {
+                        let mut chunk = [0u8; 1024];
+                        match tls.read(&mut chunk).now_or_never() {
+                            Some(Ok(n)) => Some(take(&chunk[..n])),
+                            Some(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                                tracing::debug!(
+                                    "client closed the TLS control connection without close_notify"
+                                );
+                                Some(take(&[]))
+                            }
+                            Some(Err(e)) => Some(Err(e)),
+                            None => None,
+                        }
+                    };
+                    match done {
+                        Some(result) => return result,
+                        None => tls.get_ref().0.readable().await?,
+                    }
+                }
+                Stream::Gone => return take(&[]),
             }
         }
     }
@@ -126,13 +228,31 @@ impl Control {
 
     pub async fn send(&mut self, reply: &Reply) -> io::Result<()> {
         let wire = reply.to_wire();
-        match tokio::time::timeout(self.write_timeout, self.stream.write_all(wire.as_bytes())).await {
+        let write = async {
+            match &mut self.stream {
+                Stream::Plain(tcp) => tcp.write_all(wire.as_bytes()).await,
+                Stream::Tls(tls) => {
+                    tls.write_all(wire.as_bytes()).await?;
+                    tls.flush().await
+                }
+                Stream::Gone => Err(io::Error::from(io::ErrorKind::NotConnected)),
+            }
+        };
+        match tokio::time::timeout(self.write_timeout, write).await {
             Ok(result) => result,
             Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "client does not read replies")),
         }
     }
 
+    /// Closes the connection (sending close_notify in TLS), bounded in time.
     pub async fn shutdown(&mut self) {
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.stream.shutdown()).await;
+        let close = async {
+            match &mut self.stream {
+                Stream::Plain(tcp) => tcp.shutdown().await,
+                Stream::Tls(tls) => tls.shutdown().await,
+                Stream::Gone => Ok(()),
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), close).await;
     }
 }

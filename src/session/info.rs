@@ -45,7 +45,8 @@ pub const MLST_FACTS: &str = "type*;size*;modify*;perm*;unique*;UNIX.mode*;";
 
 impl Session {
     pub(super) fn cmd_feat(&self) -> Reply {
-        let features = [
+        let tls = self.shared.live().tls.is_some();
+        let mut features = vec![
             "EPRT".to_string(),
             "EPSV".to_string(),
             "HOST".to_string(),
@@ -58,6 +59,10 @@ impl Session {
             "TVFS".to_string(),
             "UTF8".to_string(),
         ];
+        if tls {
+            features.extend(["AUTH TLS".to_string(), "PBSZ".to_string(), "PROT".to_string()]);
+            features.sort();
+        }
         Reply::new(211, format!("Features:\n{}\nEnd", features.join("\n")))
     }
 
@@ -70,12 +75,18 @@ impl Session {
             TransferType::Ascii => "ASCII",
             TransferType::Image => "BINARY",
         };
+        let protection = match &self.tls {
+            Some(t) if t.private => "Control connection protected (TLS), data protection Private",
+            Some(_) => "Control connection protected (TLS), data protection Clear",
+            None => "Control connection in clear text",
+        };
         Reply::new(
             211,
             format!(
-                "ferroftpd status:\nConnected to {}\n{}\nTYPE: {}, STRUcture: File, MODE: Stream\nNo data connection\nEnd of status",
+                "ferroftpd status:\nConnected to {}\n{}\n{}\nTYPE: {}, STRUcture: File, MODE: Stream\nNo data connection\nEnd of status",
                 self.peer.ip(),
                 user,
+                protection,
                 ty
             ),
         )

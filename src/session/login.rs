@@ -15,6 +15,9 @@ impl Session {
         if self.user.is_some() {
             return Reply::new(530, "Can't change to another user.").into();
         }
+        if let Some(refusal) = self.login_needs_tls(&name) {
+            return refusal.into();
+        }
         // The same reply whoever the user is: no account enumeration.
         self.pending_user = Some(name);
         Reply::new(331, "Please specify the password.").into()
@@ -40,6 +43,10 @@ impl Session {
                 return self.login_failed().await;
             }
         };
+        if self.account_needs_tls(&account) {
+            tracing::warn!(user = %account.name, "login refused: TLS required (no AUTH TLS)");
+            return Reply::new(530, "This account requires TLS: send AUTH TLS before USER.").into();
+        }
         let limit = account.max_sessions.unwrap_or(self.shared.live().config.limits.max_sessions_per_user);
         let Some(guard) = self.shared.limits.login(&account.name, limit) else {
             tracing::warn!(user = %account.name, limit, "login refused: too many sessions for this user");

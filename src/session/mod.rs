@@ -3,7 +3,8 @@
 //! runs beside it, so ABOR, STAT and NOOP are answered during transfers.
 //!
 //! Handlers are grouped by concern: [`login`], [`navigation`], [`files`],
-//! [`transfer`] (data commands), [`info`] (FEAT, HELP, STAT, SYST …).
+//! [`transfer`] (data commands), [`info`] (FEAT, HELP, STAT, SYST …),
+//! [`security`] (AUTH, PBSZ, PROT, CCC and the TLS policy).
 
 mod control;
 mod errors;
@@ -12,6 +13,7 @@ mod files;
 mod info;
 mod login;
 mod navigation;
+mod security;
 mod transfer;
 mod user;
 
@@ -28,13 +30,20 @@ use tracing::Instrument as _;
 use crate::data::{DataSetup, Progress};
 use crate::proto::{self, Command, Reply, TransferType};
 use crate::server::limits::ConnectionGuard;
-use crate::server::Shared;
+use crate::server::{ListenerInfo, Shared};
 use control::{Control, Incoming};
+use security::TlsState;
 use transfer::{Finished, Transfer};
 use user::LoggedIn;
 
 /// Serves one control connection until it ends.
-pub async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, guard: ConnectionGuard) {
+pub async fn run(
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: ListenerInfo,
+    shared: Arc<Shared>,
+    guard: ConnectionGuard,
+) {
     let local = match stream.local_addr() {
         Ok(addr) => addr,
         Err(e) => {
@@ -45,11 +54,21 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, guard
     let _ = stream.set_nodelay(true);
     let span = tracing::info_span!("session", %peer);
     let write_timeout = Duration::from_secs(shared.live().config.timeouts.data.max(1));
+    let (control, tls) = if listener.implicit_tls {
+        match security::implicit_handshake(stream, &shared).instrument(span.clone()).await {
+            Some((stream, tls)) => (Control::new_tls(stream, write_timeout), Some(tls)),
+            None => return,
+        }
+    } else {
+        (Control::new(stream, write_timeout), None)
+    };
     let mut session = Session {
-        control: Control::new(stream, write_timeout),
+        control,
         shared,
         peer,
         local,
+        listener,
+        tls,
         user: None,
         pending_user: None,
         failures: 0,
@@ -86,6 +105,8 @@ enum Outcome {
     Transfer(Reply, Transfer),
     /// Send the reply and close the connection.
     Close(Reply),
+    /// Send the reply (234) and start TLS on the control connection.
+    StartTls(Reply),
 }
 
 impl From<Reply> for Outcome {
@@ -99,6 +120,10 @@ struct Session {
     shared: Arc<Shared>,
     peer: SocketAddr,
     local: SocketAddr,
+    /// The listener that accepted the connection (TLS policy).
+    listener: ListenerInfo,
+    /// Present once the control connection is in TLS.
+    tls: Option<Box<TlsState>>,
     user: Option<Box<LoggedIn>>,
     /// Name given by USER, waiting for PASS.
     pending_user: Option<String>,
@@ -253,6 +278,17 @@ impl Session {
                 self.transfer = Some(transfer);
                 self.reply(preliminary).await
             }
+            Outcome::StartTls(reply) => {
+                // Plain bytes read after AUTH must not pass for protected ones.
+                let discarded = self.control.discard_pending();
+                if discarded > 0 {
+                    tracing::warn!(
+                        bytes = discarded,
+                        "discarded clear text sent after AUTH TLS (command injection?)"
+                    );
+                }
+                self.reply(reply).await && self.start_tls().await
+            }
         }
     }
 
@@ -272,9 +308,10 @@ impl Session {
             Command::Opts(args) => info::opts(&args).into(),
             Command::Host(_) if self.user.is_some() => Reply::new(503, "HOST must come before login.").into(),
             Command::Host(_) => Reply::new(220, "Host accepted.").into(),
-            Command::Auth(_) => Reply::new(502, "TLS is not configured.").into(),
-            Command::Pbsz(_) | Command::Prot(_) => Reply::new(503, "Use AUTH first.").into(),
-            Command::Ccc => Reply::new(533, "Control connection is not protected.").into(),
+            Command::Auth(mechanism) => self.cmd_auth(&mechanism),
+            Command::Pbsz(size) => self.cmd_pbsz(&size).into(),
+            Command::Prot(level) => self.cmd_prot(&level).into(),
+            Command::Ccc => self.cmd_ccc().into(),
             Command::Abor => Reply::new(225, "No transfer to abort.").into(),
             Command::Type(ty) => self.cmd_type(ty).into(),
             Command::Mode => Reply::new(200, "Mode set to S.").into(),
@@ -284,6 +321,8 @@ impl Session {
                 None => Reply::new(530, "Please login with USER and PASS.").into(),
                 Some(user) => {
                     let live = self.shared.live();
+                    let data_tls =
+                        security::data_policy(&live, self.listener, self.tls.as_deref(), &user.account);
                     let mut ctx = user::Ctx {
                         shared: &self.shared,
                         live: &live,
@@ -291,6 +330,7 @@ impl Session {
                         params: &mut self.params,
                         peer: self.peer,
                         local: self.local,
+                        data_tls,
                     };
                     ctx.dispatch(cmd, rename_from).await
                 }

@@ -6,6 +6,11 @@
 //! owning the data connection and the file, polled beside the control
 //! connection. Dropping it (ABOR, disconnect) closes both and discards an
 //! unfinished replacement.
+//!
+//! Under PROT P every data connection, passive or active, is wrapped in TLS
+//! with the server as the TLS server; when session reuse is required, one
+//! that does not resume the control connection's session is refused (522).
+//! RETR then uses the buffered copy loop (no sendfile through TLS).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -14,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt as _;
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -23,9 +29,10 @@ use super::user::Ctx;
 use super::{new_progress, BoxFuture, Outcome, Session};
 use crate::data::channel::{self, ActiveRefusal};
 use crate::data::copy::{self, TransferError};
-use crate::data::{DataSetup, Progress};
+use crate::data::{DataSetup, DataStream, Progress};
 use crate::perm::Operation;
 use crate::proto::{listing, EpsvArg, Reply, TransferType};
+use crate::tls::{DataTlsError, SessionTls};
 use crate::vfs::path::split_parent;
 use crate::vfs::{DirEntry, EntryStream, StorageErrorKind, Upload, WriteMode};
 
@@ -48,8 +55,14 @@ pub(super) enum Finished {
     Sent(u64),
     Received(Box<dyn Upload>, u64),
     Listed(u64),
-    NoConnection(io::Error),
+    NoConnection(OpenFailure),
     Failed(TransferError),
+}
+
+/// Why the data connection could not be opened.
+pub(super) enum OpenFailure {
+    Connect(io::Error),
+    Tls(DataTlsError),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,17 +84,30 @@ struct Connector {
     peer: IpAddr,
     local: IpAddr,
     timeout: Duration,
+    /// PROT P: the control connection's TLS session.
+    tls: Option<SessionTls>,
+    require_reuse: bool,
 }
 
 impl Connector {
-    async fn open(self) -> io::Result<TcpStream> {
-        let stream = match self.setup {
-            DataSetup::Passive(listener) => listener.accept_from(self.peer, self.timeout).await?,
-            DataSetup::Active(addr) => channel::connect_active(addr, self.local, self.timeout).await?,
-            DataSetup::None => return Err(io::Error::new(io::ErrorKind::NotConnected, "no data setup")),
-        };
+    async fn open(mut self) -> Result<DataStream, OpenFailure> {
+        let stream = self.connect().await.map_err(OpenFailure::Connect)?;
         let _ = stream.set_nodelay(true);
-        Ok(stream)
+        match self.tls {
+            None => Ok(DataStream::Plain(stream)),
+            Some(tls) => match tls.accept_data(stream, self.timeout, self.require_reuse).await {
+                Ok(stream) => Ok(DataStream::Tls(Box::new(stream))),
+                Err(e) => Err(OpenFailure::Tls(e)),
+            },
+        }
+    }
+
+    async fn connect(&mut self) -> io::Result<TcpStream> {
+        match std::mem::take(&mut self.setup) {
+            DataSetup::Passive(listener) => listener.accept_from(self.peer, self.timeout).await,
+            DataSetup::Active(addr) => channel::connect_active(addr, self.local, self.timeout).await,
+            DataSetup::None => Err(io::Error::new(io::ErrorKind::NotConnected, "no data setup")),
+        }
     }
 }
 
@@ -181,6 +207,10 @@ impl Ctx<'_> {
     }
 
     fn require_data_setup(&self) -> Result<(), Reply> {
+        if self.data_tls.required && self.data_tls.session.is_none() {
+            tracing::info!(user = %self.user.account.name, "transfer refused: data connections must be protected");
+            return Err(Reply::new(521, "Data connections must be protected: send PBSZ 0 and PROT P first."));
+        }
         match self.params.data {
             DataSetup::None => Err(Reply::new(425, "Use PORT, EPRT, PASV or EPSV first.")),
             _ => Ok(()),
@@ -193,6 +223,8 @@ impl Ctx<'_> {
             peer: self.peer.ip(),
             local: self.local.ip(),
             timeout: self.data_timeout(),
+            tls: self.data_tls.session.take(),
+            require_reuse: self.data_tls.require_reuse,
         }
     }
 
@@ -227,11 +259,14 @@ impl Ctx<'_> {
         );
         let p = progress.clone();
         let future = Box::pin(async move {
-            let mut socket = match connector.open().await {
-                Ok(s) => s,
+            let sent = match connector.open().await {
+                Ok(DataStream::Plain(mut tcp)) => {
+                    copy::send_file_plain(reader, &mut tcp, ascii, size, stall, &p).await
+                }
+                Ok(mut tls) => copy::send_file(reader, &mut tls, ascii, size, stall, &p).await,
                 Err(e) => return Finished::NoConnection(e),
             };
-            match copy::send_file_plain(reader, &mut socket, ascii, size, stall, &p).await {
+            match sent {
                 Ok(n) => Finished::Sent(n),
                 Err(e) => Finished::Failed(e),
             }
@@ -315,7 +350,14 @@ impl Ctx<'_> {
                 Err(e) => return Finished::NoConnection(e),
             };
             match copy::receive_file(&mut socket, &mut upload, ascii, size, stall, &p).await {
-                Ok(n) => Finished::Received(upload, n),
+                Ok(n) => {
+                    if socket.is_tls() {
+                        // Answer the client's close_notify; a client that
+                        // already closed makes this fail, which is fine.
+                        let _ = tokio::time::timeout(Duration::from_secs(1), socket.shutdown()).await;
+                    }
+                    Finished::Received(upload, n)
+                }
                 Err(e) => Finished::Failed(e),
             }
         });
@@ -653,10 +695,20 @@ impl Session {
                     }
                 }
             }
-            Finished::NoConnection(e) => {
+            Finished::NoConnection(OpenFailure::Connect(e)) => {
                 log("no data connection", 0);
                 tracing::info!(error = %e, "data connection failed");
                 Reply::new(425, "Can't open data connection.")
+            }
+            Finished::NoConnection(OpenFailure::Tls(e @ DataTlsError::Handshake(_))) => {
+                log("no data connection", 0);
+                tracing::info!(error = %e, "data connection refused");
+                Reply::new(425, "TLS negotiation on the data connection failed.")
+            }
+            Finished::NoConnection(OpenFailure::Tls(e @ DataTlsError::NotResumed(_))) => {
+                log("no data connection", 0);
+                tracing::warn!(error = %e, "data connection refused: possible theft of the data connection, or a client that does not resume TLS sessions");
+                Reply::new(522, "TLS session of data connection not resumed.")
             }
             Finished::Failed(TransferError::Storage(e)) => {
                 log("storage error", t.progress.bytes());

@@ -33,6 +33,8 @@ pub(super) struct Ctx<'a> {
     pub params: &'a mut Params,
     pub peer: SocketAddr,
     pub local: SocketAddr,
+    /// TLS for data connections (PROT P) and the policy on clear ones.
+    pub data_tls: super::security::DataTls,
 }
 
 impl Ctx<'_> {
