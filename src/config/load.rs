@@ -960,6 +960,45 @@ mod tests {
     }
 
     #[test]
+    fn tls_settings_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("ftp-root")).unwrap();
+        let pair = crate::tls::self_signed(&["localhost".to_string()], 1).unwrap();
+        std::fs::write(dir.path().join("cert.pem"), &pair.cert_pem).unwrap();
+        std::fs::write(dir.path().join("key.pem"), &pair.key_pem).unwrap();
+        let other = crate::tls::self_signed(&["localhost".to_string()], 1).unwrap();
+        std::fs::write(dir.path().join("other-key.pem"), &other.key_pem).unwrap();
+        let load = |body: &str| {
+            let path = dir.path().join("ferroftpd.toml");
+            std::fs::write(&path, body).unwrap();
+            load_file(&path)
+        };
+        let good =
+            "[server]\nlisten = [\"127.0.0.1:2121\"]\n[tls]\ncertificate = \"cert.pem\"\nkey = \"key.pem\"\n";
+        let c = load(&format!(
+            "{good}implicit_listen = [\"127.0.0.1:990\"]\nexempt_listen = [\"127.0.0.1:2121\"]\n"
+        ))
+        .unwrap();
+        assert!(c.tls.certificate.as_ref().unwrap().is_absolute(), "relative to the file");
+        assert!(c.tls.require_session_reuse, "reuse required by default");
+
+        let e = load("[tls]\ncertificate = \"cert.pem\"\nkey = \"other-key.pem\"\n").unwrap_err().0;
+        assert!(e.contains(":2:1: tls.certificate:") && e.contains("does not belong"), "{e}");
+        assert!(e.contains("ferroftpd cert self-signed"), "{e}");
+        let e = load("[tls]\ncertificate = \"cert.pem\"\nkey = \"missing.pem\"\n").unwrap_err().0;
+        assert!(e.contains(":3:1: tls.key:") && e.contains("missing.pem: cannot read"), "{e}");
+        let e = load("[tls]\ncertificate = \"cert.pem\"\n").unwrap_err().0;
+        assert!(e.contains(":2:1: tls.certificate: a certificate without its key"), "{e}");
+        let e = load("[tls]\nrequire_login = true\nimplicit_listen = [\"127.0.0.1:990\"]\n").unwrap_err().0;
+        assert!(e.contains(":2:1: tls.require_login: TLS is not configured"), "{e}");
+        assert!(e.contains(":3:1: tls.implicit_listen: TLS is not configured"), "{e}");
+        let e = load(&format!("{good}exempt_listen = [\"127.0.0.1:21\"]\n")).unwrap_err().0;
+        assert!(e.contains("tls.exempt_listen: 127.0.0.1:21 is not in server.listen"), "{e}");
+        let e = load(&format!("{good}implicit_listen = [\"127.0.0.1:2121\"]\n")).unwrap_err().0;
+        assert!(e.contains("tls.implicit_listen: 127.0.0.1:2121 is also in server.listen"), "{e}");
+    }
+
+    #[test]
     fn closest_matches_typos_only() {
         assert_eq!(closest("max_client", &["max_clients", "banner"]), Some("max_clients"));
         assert_eq!(closest("lsiten", &["listen", "banner"]), Some("listen"));

@@ -32,7 +32,7 @@ use crate::data::copy::{self, TransferError};
 use crate::data::{DataSetup, DataStream, Progress};
 use crate::perm::Operation;
 use crate::proto::{listing, EpsvArg, Reply, TransferType};
-use crate::tls::{DataTlsError, SessionTls};
+use crate::tls::{DataTlsError, Direction, SessionTls};
 use crate::vfs::path::split_parent;
 use crate::vfs::{DirEntry, EntryStream, StorageErrorKind, Upload, WriteMode};
 
@@ -90,12 +90,12 @@ struct Connector {
 }
 
 impl Connector {
-    async fn open(mut self) -> Result<DataStream, OpenFailure> {
+    async fn open(mut self, direction: Direction) -> Result<DataStream, OpenFailure> {
         let stream = self.connect().await.map_err(OpenFailure::Connect)?;
         let _ = stream.set_nodelay(true);
         match self.tls {
             None => Ok(DataStream::Plain(stream)),
-            Some(tls) => match tls.accept_data(stream, self.timeout, self.require_reuse).await {
+            Some(tls) => match tls.accept_data(stream, self.timeout, self.require_reuse, direction).await {
                 Ok(stream) => Ok(DataStream::Tls(Box::new(stream))),
                 Err(e) => Err(OpenFailure::Tls(e)),
             },
@@ -259,7 +259,7 @@ impl Ctx<'_> {
         );
         let p = progress.clone();
         let future = Box::pin(async move {
-            let sent = match connector.open().await {
+            let sent = match connector.open(Direction::Download).await {
                 Ok(DataStream::Plain(mut tcp)) => {
                     copy::send_file_plain(reader, &mut tcp, ascii, size, stall, &p).await
                 }
@@ -345,7 +345,7 @@ impl Ctx<'_> {
         );
         let p = progress.clone();
         let future = Box::pin(async move {
-            let mut socket = match connector.open().await {
+            let mut socket = match connector.open(Direction::Upload).await {
                 Ok(s) => s,
                 Err(e) => return Finished::NoConnection(e),
             };
@@ -420,7 +420,7 @@ impl Ctx<'_> {
         let p = progress.clone();
         let stall = self.data_timeout();
         let future = Box::pin(async move {
-            let mut socket = match connector.open().await {
+            let mut socket = match connector.open(Direction::Download).await {
                 Ok(s) => s,
                 Err(e) => return Finished::NoConnection(e),
             };

@@ -98,6 +98,7 @@ impl TlsSetup {
         let mut config = (*self.base).clone();
         config.session_storage = cache.clone();
         config.ticketer = Arc::new(NoTickets);
+        config.send_tls13_tickets = CONTROL_TICKETS;
         SessionTls { config: Arc::new(config), cache }
     }
 }
@@ -191,10 +192,15 @@ impl SessionTls {
         tcp: TcpStream,
         timeout: Duration,
         require_reuse: bool,
+        direction: Direction,
     ) -> Result<ServerStream, DataTlsError> {
         let staging = Arc::new(StagingStore { cache: self.cache.clone(), staged: Mutex::default() });
         let mut config = (*self.config).clone();
         config.session_storage = staging.clone();
+        config.send_tls13_tickets = match direction {
+            Direction::Download => DOWNLOAD_TICKETS,
+            Direction::Upload => 0,
+        };
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let stream = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
             Ok(Ok(stream)) => stream,
@@ -217,6 +223,20 @@ impl SessionTls {
         }
         Ok(stream)
     }
+}
+
+/// Which way a data connection's bytes go, as seen by the client.
+///
+/// TLS 1.3 tickets are sent by the server right after the handshake. A
+/// client that uploads never reads its data connection, closes it with the
+/// tickets unread, and the kernel then answers with a reset that can
+/// destroy the end of the upload. So upload connections get no tickets;
+/// downloads, read to the end, do (rustls clients need them to resume the
+/// next connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Download,
+    Upload,
 }
 
 /// Why a data connection's TLS was refused.
@@ -242,8 +262,15 @@ impl fmt::Display for DataTlsError {
 
 impl std::error::Error for DataTlsError {}
 
+/// TLS 1.3 tickets sent after the control handshake. OpenSSL (curl),
+/// GnuTLS (lftp) and Python resume every data connection from one ticket;
+/// rustls clients use each ticket once, so a few more let them open that
+/// many upload connections (which send none, see [`Direction`]) in a row.
+const CONTROL_TICKETS: usize = 4;
+/// TLS 1.3 tickets sent after a download data connection's handshake.
+const DOWNLOAD_TICKETS: usize = 2;
 /// Sessions the control handshake created, kept for the whole session.
-const PINNED_MAX: usize = 4;
+const PINNED_MAX: usize = CONTROL_TICKETS;
 /// Sessions created by resumed data connections, most recent kept.
 const RECENT_MAX: usize = 8;
 

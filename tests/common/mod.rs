@@ -8,11 +8,13 @@
 
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+pub mod tls;
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -20,7 +22,7 @@ use ferroftpd::auth::chain::build_chain;
 use ferroftpd::auth::password::hash_password;
 use ferroftpd::auth::userdb::{SqliteUserStore, UserRecord, UserStore};
 use ferroftpd::config::Config;
-use ferroftpd::server::Server;
+use ferroftpd::server::{Server, Shared};
 use ferroftpd::vfs::MountSpec;
 
 /// The test user and its password.
@@ -160,6 +162,21 @@ impl Builder {
         self.config(move |c| c.limits.failed_login_delay_ms = ms)
     }
 
+    /// Turns FTPS on: a self-signed certificate for `localhost` and
+    /// 127.0.0.1 is generated now (`cert.pem`/`key.pem` in the test
+    /// directory, see [`TestServer::ca_file`]) and an implicit-TLS listener
+    /// is opened on another ephemeral port. TLS stays optional unless the
+    /// policy is changed with [`Builder::config`].
+    pub fn tls(mut self) -> Self {
+        self.config_hooks.push(Box::new(|c, paths| {
+            let (cert, key) = tls::write_certificate(&paths.base);
+            c.tls.certificate = Some(cert);
+            c.tls.key = Some(key);
+            c.tls.implicit_listen = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))];
+        }));
+        self
+    }
+
     pub fn start(self) -> TestServer {
         init_tracing();
         let dir = tempfile::Builder::new().prefix("ferroftpd-e2e-").tempdir().expect("create temp dir");
@@ -198,7 +215,8 @@ impl Builder {
         store.put(&alice).expect("store alice");
 
         let chain = build_chain(&config).expect("build the auth chain");
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel::<Result<SocketAddr, String>>();
+        type Bound = (SocketAddr, Option<SocketAddr>, Arc<Shared>);
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel::<Result<Bound, String>>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("ferroftpd-test-server".into())
@@ -216,7 +234,8 @@ impl Builder {
                                 let _ = addr_tx.send(Err("server bound no address".into()));
                                 return;
                             };
-                            let _ = addr_tx.send(Ok(addr));
+                            let implicit = server.implicit_tls_addrs().first().copied();
+                            let _ = addr_tx.send(Ok((addr, implicit, server.shared())));
                             server
                                 .run_until(async move {
                                     let _ = stop_rx.await;
@@ -232,12 +251,21 @@ impl Builder {
                 rt.shutdown_timeout(Duration::from_secs(5));
             })
             .expect("spawn server thread");
-        let addr = match addr_rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(Ok(addr)) => addr,
+        let (addr, implicit_addr, shared) = match addr_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(bound)) => bound,
             Ok(Err(e)) => panic!("test server failed to start: {e}"),
             Err(e) => panic!("test server did not report its address within 30 s: {e}"),
         };
-        TestServer { addr, port: addr.port(), paths, stop: Some(stop_tx), thread: Some(thread), _dir: dir }
+        TestServer {
+            addr,
+            port: addr.port(),
+            implicit_addr,
+            paths,
+            shared,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+            _dir: dir,
+        }
     }
 }
 
@@ -245,7 +273,10 @@ impl Builder {
 pub struct TestServer {
     pub addr: SocketAddr,
     pub port: u16,
+    /// The implicit-TLS listener (with [`Builder::tls`]).
+    pub implicit_addr: Option<SocketAddr>,
     pub paths: Paths,
+    shared: Arc<Shared>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -281,6 +312,17 @@ impl TestServer {
     /// `ftp://127.0.0.1:PORT/path` (anonymous).
     pub fn anon_url(&self, path: &str) -> String {
         format!("ftp://127.0.0.1:{}/{}", self.port, path)
+    }
+
+    /// The certificate written by [`Builder::tls`], to trust in clients.
+    pub fn ca_file(&self) -> PathBuf {
+        self.paths.base.join("cert.pem")
+    }
+
+    /// Reloads the configuration as SIGHUP does (this server's is built in
+    /// code, so reload re-reads what it names: the certificate files).
+    pub fn reload(&self) -> anyhow::Result<()> {
+        self.shared.reload()
     }
 }
 
@@ -582,9 +624,16 @@ impl Ftp {
     pub fn shutdown_write(&mut self) {
         let _ = self.writer.shutdown(Shutdown::Write);
     }
+
+    /// The TCP connection, e.g. to start TLS on it after `234`. Nothing
+    /// may be buffered unread.
+    pub fn into_tcp(self) -> TcpStream {
+        assert!(self.reader.buffer().is_empty(), "unread bytes after the last reply");
+        self.writer
+    }
 }
 
-fn parse_code(line: &str) -> Option<u16> {
+pub fn parse_code(line: &str) -> Option<u16> {
     let code = line.get(..3)?;
     if !code.bytes().all(|b| b.is_ascii_digit()) {
         return None;
