@@ -51,6 +51,7 @@ impl Anonymous {
             upload_dirs: self.upload_dirs.clone(),
             max_sessions: None,
             module: MODULE_NAME,
+            rules: Vec::new(),
         }
     }
 }
