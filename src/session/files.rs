@@ -69,7 +69,10 @@ impl Ctx<'_> {
         let to = self.vpath(arg)?;
         self.refuse_mount_point(&to)?;
         let source = self.authorize(Operation::RenameFrom, &from)?;
-        let target = self.authorize(Operation::RenameTo, &to)?;
+        // rename-to is a right of the directory the name goes into.
+        let (to_dir, _) = split_parent(&to).ok_or_else(super::errors::permission_denied)?;
+        self.authorize(Operation::RenameTo, to_dir)?;
+        let target = self.user.vfs.resolve(&to).ok_or_else(super::errors::permission_denied)?;
         if !std::ptr::eq(source.mount, target.mount) {
             return Err(Reply::new(553, "Cannot rename across virtual directories."));
         }
@@ -143,10 +146,17 @@ impl Ctx<'_> {
         }
         let resolved = self.authorize(Operation::List, &vpath)?;
         let mut entries = resolved.mount.storage.list(resolved.rel).await.map_err(|e| storage_reply(&e))?;
+        let (view, dir_real, read_only) =
+            (self.perm_view(), resolved.real_location(), resolved.mount.read_only);
         let mut text = format!("Status of {vpath}:\n");
         let mut count = 0;
         while let Some(entry) = entries.next().await {
             let Ok(entry) = entry else { continue };
+            // As in LIST: entries the user may not even stat are not shown.
+            let child = format!("{}/{}", vpath.trim_end_matches('/'), entry.name);
+            if !view.allows(Operation::Stat, &child, &dir_real.join(&entry.name), read_only) {
+                continue;
+            }
             count += 1;
             if count > MAX_LINES {
                 text.push_str("... (listing truncated, use LIST)\n");
