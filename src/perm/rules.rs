@@ -210,6 +210,27 @@ impl Place {
         }
     }
 
+    /// Whether the place can match `dir` or something below it.
+    pub fn reaches(&self, dir: &Path) -> bool {
+        match self {
+            Place::Exact(p) => p.starts_with(dir),
+            Place::Tree(p) => p.starts_with(dir) || dir.starts_with(p),
+            Place::Pattern { base, segments } => {
+                if base.starts_with(dir) {
+                    return true;
+                }
+                match dir.strip_prefix(base) {
+                    Ok(rest) => {
+                        let names: Vec<std::borrow::Cow<'_, str>> =
+                            rest.components().map(|c| c.as_os_str().to_string_lossy()).collect();
+                        segments_prefix_match(segments, &names)
+                    }
+                    Err(_) => false,
+                }
+            }
+        }
+    }
+
     /// True if the pattern's wildcards span directories (`**`).
     pub fn is_recursive(&self) -> bool {
         matches!(self, Place::Pattern { segments, .. } if segments.contains(&Segment::AnyDepth))
@@ -622,6 +643,38 @@ fn segments_match<S: AsRef<str>>(segments: &[Segment], names: &[S]) -> bool {
     ok[names.len()]
 }
 
+/// Whether `names` can begin a path the segments match (more names may
+/// follow): some state of the matcher is still alive after them.
+fn segments_prefix_match<S: AsRef<str>>(segments: &[Segment], names: &[S]) -> bool {
+    // alive[i]: segments[..i] consumed so far.
+    let close = |alive: &mut Vec<bool>| {
+        for i in 0..segments.len() {
+            if alive[i] && segments[i] == Segment::AnyDepth {
+                alive[i + 1] = true;
+            }
+        }
+    };
+    let mut alive = vec![false; segments.len() + 1];
+    alive[0] = true;
+    close(&mut alive);
+    for name in names {
+        let mut next = vec![false; segments.len() + 1];
+        for i in 0..segments.len() {
+            if !alive[i] {
+                continue;
+            }
+            match &segments[i] {
+                Segment::AnyDepth => next[i] = true,
+                Segment::Glob(g) if glob_name(g, name.as_ref()) => next[i + 1] = true,
+                Segment::Glob(_) => {}
+            }
+        }
+        close(&mut next);
+        alive = next;
+    }
+    alive.iter().any(|&a| a)
+}
+
 /// `*` and `?` within one name; one backtrack point keeps it linear-ish.
 fn glob_name(pattern: &str, name: &str) -> bool {
     let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
@@ -693,6 +746,13 @@ mod tests {
         assert!(segments_match(&seg(&["**"]), &[] as &[&str]));
         assert!(segments_match(&seg(&["*", "**", "x"]), &["a", "b", "c", "x"]));
         assert!(!segments_match(&seg(&["*"]), &[] as &[&str]));
+        assert!(segments_prefix_match(&seg(&["*", "x", "*.iso"]), &["a"]));
+        assert!(segments_prefix_match(&seg(&["*", "x", "*.iso"]), &["a", "x", "b.iso"]));
+        assert!(!segments_prefix_match(&seg(&["*", "x", "*.iso"]), &["a", "y"]));
+        assert!(!segments_prefix_match(&seg(&["*.iso"]), &["anon"]));
+        assert!(!segments_prefix_match(&seg(&["*.iso"]), &["a.iso", "b"]));
+        assert!(segments_prefix_match(&seg(&["**", "*.iso"]), &["a", "b", "c"]));
+        assert!(segments_prefix_match(&seg(&["d", "**"]), &["d", "e"]));
     }
 
     #[test]
