@@ -717,7 +717,7 @@ mod tests {
                 assert_eq!(acc.max_sessions, Some(3));
                 assert!(acc.upload_dirs.is_empty());
                 assert_eq!(acc.rules.len(), 2);
-                assert_eq!(acc.rules[1].origin.to_string(), "user `alice` rule #2");
+                assert_eq!(acc.rules[1].origin.to_string(), "`alice`'s own rule #2");
             }
             other => panic!("{other:?}"),
         }

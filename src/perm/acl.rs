@@ -388,7 +388,7 @@ mod tests {
             vec![compile_user_rule(r#"tree = "/srv/drop", allow = ["write-new"]"#, "bob", 0).unwrap()];
         let c = acl.decide(&bob, Operation::Write, Path::new("/srv/drop/f")).unwrap();
         assert!(c.allow);
-        assert_eq!(c.rule.origin.to_string(), "user `bob` rule #1");
+        assert_eq!(c.rule.origin.to_string(), "`bob`'s own rule #1");
         // Another account does not see bob's rules.
         let alice = account("alice", &[]);
         assert_eq!(

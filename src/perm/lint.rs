@@ -361,7 +361,7 @@ mod tests {
         let found = messages(&lint(&stack(&[Module::Acl, Module::Account], &rules), Some(&accounts)));
         assert_eq!(found.len(), 1, "{found:#?}");
         assert!(
-            found[0].starts_with("user `bob` rule #1: rule is shadowed: it never decides anything"),
+            found[0].starts_with("`bob`'s own rule #1: rule is shadowed: it never decides anything"),
             "{found:?}"
         );
 

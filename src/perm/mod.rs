@@ -226,7 +226,7 @@ impl Step<'_> {
             Step::ReadOnlyMount => "read-only virtual directory".to_string(),
             Step::Rule(c) => {
                 let verb = if c.allow { "allows" } else { "denies" };
-                format!("rule {} ({}) {verb} {op}", c.rule.origin, c.rule.place)
+                format!("{} ({}) {verb} {op}", c.rule.origin.label(), c.rule.place)
             }
             Step::Account(Decision::Deny(reason)) => reason.clone(),
             Step::Account(Decision::Allow) => "upload directory".to_string(),

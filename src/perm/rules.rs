@@ -284,7 +284,18 @@ impl fmt::Display for Origin {
             Origin::Config { file, line: None, index } => {
                 write!(f, "{} [[acl.rule]] #{}", file.display(), index + 1)
             }
-            Origin::User { user, index } => write!(f, "user `{user}` rule #{}", index + 1),
+            Origin::User { user, index } => write!(f, "`{user}`'s own rule #{}", index + 1),
+        }
+    }
+}
+
+impl Origin {
+    /// The origin as the subject of a sentence: "rule FILE:LINE" or
+    /// "`alice`'s own rule #1 (user database)".
+    pub fn label(&self) -> String {
+        match self {
+            Origin::Config { .. } => format!("rule {self}"),
+            Origin::User { .. } => format!("{self} (user database)"),
         }
     }
 }
@@ -323,6 +334,10 @@ impl Rule {
             out.push_str(&format!("who = [{}], ", who.join(", ")));
         }
         out.push_str(&self.place.to_string());
+        if !self.allow.is_empty() && self.allow.union(self.deny) == OpSet::all() {
+            out.push_str(&format!(", only = [{}]", self.allow));
+            return out;
+        }
         if !self.allow.is_empty() {
             out.push_str(&format!(", allow = [{}]", self.allow));
         }
@@ -876,7 +891,9 @@ mod tests {
     fn user_rules_parse_from_one_line() {
         let rule = compile_user_rule(r#"tree = "/srv/drop", only = ["upload-only"]"#, "bob", 2).unwrap();
         assert!(rule.who.is_empty());
-        assert_eq!(rule.origin.to_string(), "user `bob` rule #3");
+        assert_eq!(rule.origin.to_string(), "`bob`'s own rule #3");
+        assert_eq!(rule.origin.label(), "`bob`'s own rule #3 (user database)");
+        assert_eq!(rule.summary(), r#"tree = "/srv/drop", only = [write-new, chdir]"#);
         assert!(compile_user_rule(r#"{ path = "/srv/x", deny = ["read"] }"#, "bob", 0).is_ok());
         let e = compile_user_rule(r#"who = ["*"], tree = "/srv", allow = ["read"]"#, "bob", 0).unwrap_err();
         assert!(e.contains("leave out `who`"), "{e}");
