@@ -87,6 +87,86 @@ pub async fn send_file<W: AsyncWrite + Unpin>(
     Ok(total)
 }
 
+/// Sends a file over a plain TCP data connection: zero-copy (`sendfile`)
+/// for binary transfers of local files on Linux, the buffered loop otherwise.
+pub async fn send_file_plain(
+    reader: Reader,
+    socket: &mut tokio::net::TcpStream,
+    ascii_mode: bool,
+    buffer_size: usize,
+    stall: Duration,
+    progress: &Progress,
+) -> Result<u64, TransferError> {
+    #[cfg(target_os = "linux")]
+    if let (Reader::File(file), false) = (&reader, ascii_mode) {
+        let sent = zero_copy::send(file, socket, stall, progress).await?;
+        timed(stall, socket.shutdown()).await?;
+        return Ok(sent);
+    }
+    send_file(reader, socket, ascii_mode, buffer_size, stall, progress).await
+}
+
+#[cfg(target_os = "linux")]
+mod zero_copy {
+    use std::io::{self, Seek};
+    use std::time::Duration;
+
+    use tokio::io::Interest;
+    use tokio::net::TcpStream;
+
+    use super::{Progress, TransferError};
+
+    /// Bytes per `sendfile` call: large enough to keep the socket full,
+    /// small enough that one call never holds a worker long.
+    const CHUNK: usize = 1 << 20;
+
+    /// Sends from the file's current position to its end, straight from the
+    /// page cache to the socket, waiting for writability between calls so a
+    /// slow client never blocks a worker.
+    pub async fn send(
+        file: &std::fs::File,
+        socket: &TcpStream,
+        stall: Duration,
+        progress: &Progress,
+    ) -> Result<u64, TransferError> {
+        let start = (&*file).stream_position().map_err(|e| TransferError::Storage(e.into()))?;
+        let mut offset = i64::try_from(start)
+            .map_err(|_| TransferError::Storage(io::Error::from(io::ErrorKind::InvalidInput).into()))?;
+        let mut total = 0u64;
+        loop {
+            match tokio::time::timeout(stall, socket.writable()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(TransferError::Network(e)),
+                Err(_) => return Err(TransferError::Stalled),
+            }
+            let sent = socket.try_io(Interest::WRITABLE, || {
+                nix::sys::sendfile::sendfile(socket, file, Some(&mut offset), CHUNK).map_err(io::Error::from)
+            });
+            match sent {
+                Ok(0) => return Ok(total),
+                Ok(n) => {
+                    total += n as u64;
+                    progress.add(n as u64);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if is_network_error(&e) => return Err(TransferError::Network(e)),
+                Err(e) => return Err(TransferError::Storage(e.into())),
+            }
+        }
+    }
+
+    fn is_network_error(e: &io::Error) -> bool {
+        matches!(
+            e.kind(),
+            io::ErrorKind::BrokenPipe
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::NotConnected
+                | io::ErrorKind::TimedOut
+        )
+    }
+}
+
 /// Receives the data connection into an upload until the client closes it;
 /// returns the bytes written to storage. The caller commits the upload.
 pub async fn receive_file<R: AsyncRead + Unpin>(

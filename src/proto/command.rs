@@ -104,6 +104,9 @@ pub enum ParseError {
     /// 504: known command, unsupported parameter (TYPE E, MODE B, STRU R …).
     #[error("{0}")]
     Unsupported(String),
+    /// 522: EPRT/EPSV name a network protocol other than 1 (IPv4) or 2 (IPv6).
+    #[error("Network protocol not supported, use (1,2)")]
+    UnsupportedProtocol,
     /// 500: line is not UTF-8 or contains a NUL or a bare CR.
     #[error("invalid characters in command line")]
     InvalidEncoding,
@@ -115,6 +118,7 @@ impl ParseError {
             ParseError::Unknown(_) | ParseError::InvalidEncoding => 500,
             ParseError::Syntax(_) => 501,
             ParseError::Unsupported(_) => 504,
+            ParseError::UnsupportedProtocol => 522,
         }
     }
 }
@@ -127,6 +131,18 @@ const MAX_ECHOED_VERB: usize = 16;
 const IAC: u8 = 0xFF;
 const DM: u8 = 0xF2;
 
+/// Classifies a line with invalid bytes by where they are.
+fn encoding_error(line: &[u8]) -> ParseError {
+    let start = line.iter().position(|&b| b != b' ').unwrap_or(line.len());
+    let verb_end = line[start..].iter().position(|&b| b == b' ').map_or(line.len(), |i| start + i);
+    let verb_ok = line[start..verb_end].iter().all(u8::is_ascii_alphanumeric) && verb_end > start;
+    if verb_ok && verb_end < line.len() {
+        ParseError::Syntax("invalid character in argument".into())
+    } else {
+        ParseError::InvalidEncoding
+    }
+}
+
 /// Parses one command line, given without its line ending.
 ///
 /// The verb is case-insensitive and ends at the first space; the argument
@@ -138,12 +154,14 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
     // Telnet IP/Synch before ABOR or STAT is not UTF-8, so it goes first.
     let line = strip_telnet_prefix(line);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let line = std::str::from_utf8(line).map_err(|_| ParseError::InvalidEncoding)?;
     // A CR or LF inside could never be echoed back safely in a reply or a
-    // listing, and NUL cannot be part of any path.
-    if line.contains(['\0', '\r', '\n']) {
-        return Err(ParseError::InvalidEncoding);
-    }
+    // listing, and NUL cannot be part of any path. In the argument that is a
+    // bad argument (501); in the verb, a line that is not a command (500).
+    let bad_byte = |b: &u8| matches!(*b, b'\0' | b'\r' | b'\n');
+    let line = match std::str::from_utf8(line) {
+        Ok(text) if !line.iter().any(bad_byte) => text,
+        _ => return Err(encoding_error(line)),
+    };
     let line = line.trim_start_matches(' ');
     let (verb, rest) = line.split_once(' ').unwrap_or((line, ""));
     let arg = Some(rest.trim_start_matches(' ')).filter(|a| !a.is_empty());
@@ -327,6 +345,7 @@ fn parse_epsv(arg: Option<&str>) -> Result<EpsvArg, ParseError> {
         Some("1") => Ok(EpsvArg::Protocol(1)),
         Some("2") => Ok(EpsvArg::Protocol(2)),
         Some(a) if a.eq_ignore_ascii_case("ALL") => Ok(EpsvArg::All),
+        Some(a) if parse_decimal(a).is_some() => Err(ParseError::UnsupportedProtocol),
         Some(_) => Err(syntax("EPSV takes 1, 2 or ALL")),
     }
 }
@@ -344,6 +363,7 @@ fn parse_eprt(arg: &str) -> Result<SocketAddr, ParseError> {
     let ip: IpAddr = match *proto {
         "1" => address.parse::<Ipv4Addr>().map_err(|_| bad())?.into(),
         "2" => address.parse::<Ipv6Addr>().map_err(|_| bad())?.into(),
+        other if parse_decimal(other).is_some() => return Err(ParseError::UnsupportedProtocol),
         _ => return Err(bad()),
     };
     Ok(SocketAddr::new(ip, port))
@@ -506,11 +526,13 @@ mod tests {
     fn line_ending_and_encoding() {
         assert_eq!(ok("NOOP\r"), Command::Noop);
         assert_eq!(ok("RETR a \r"), Command::Retr(s("a ")));
-        assert_eq!(parse(b"RETR \xff\xfe"), Err(ParseError::InvalidEncoding));
-        assert_eq!(parse(b"RETR a\0b"), Err(ParseError::InvalidEncoding));
-        assert_eq!(parse(b"RETR a\rb"), Err(ParseError::InvalidEncoding));
-        assert_eq!(parse(b"RETR a\r\r"), Err(ParseError::InvalidEncoding));
-        assert_eq!(parse(b"RETR a\nb"), Err(ParseError::InvalidEncoding));
+        let bad_argument = Err(ParseError::Syntax("invalid character in argument".into()));
+        assert_eq!(parse(b"RETR \xff\xfe"), bad_argument);
+        assert_eq!(parse(b"RETR a\0b"), bad_argument);
+        assert_eq!(parse(b"RETR a\rb"), bad_argument);
+        assert_eq!(parse(b"RETR a\r\r"), bad_argument);
+        assert_eq!(parse(b"RETR a\nb"), bad_argument);
+        assert_eq!(parse(b"RE\0TR a"), Err(ParseError::InvalidEncoding));
         assert_eq!(parse(b"\xc3"), Err(ParseError::InvalidEncoding));
         assert_eq!(code("NOOP\0"), 500);
     }
@@ -527,7 +549,7 @@ mod tests {
         assert_eq!(parse(b"\xff\xf4"), Err(ParseError::Unknown(String::new())));
         // Only a prefix is stripped.
         assert_eq!(parse(b"ABOR\xff\xf4"), Err(ParseError::InvalidEncoding));
-        assert_eq!(parse(b"RETR \xff\xf4a"), Err(ParseError::InvalidEncoding));
+        assert_eq!(parse(b"RETR \xff\xf4a"), Err(ParseError::Syntax("invalid character in argument".into())));
     }
 
     #[test]
@@ -656,7 +678,6 @@ mod tests {
             "EPRT",
             "EPRT |2|132.235.1.2|6275|",
             "EPRT |1|::1|6275|",
-            "EPRT |3|1.2.3.4|21|",
             "EPRT ||1.2.3.4|21|",
             "EPRT |1|1.2.3.4|65536|",
             "EPRT |1|1.2.3.4|-1|",
@@ -684,7 +705,9 @@ mod tests {
         assert_eq!(ok("EPSV ALL"), Command::Epsv(EpsvArg::All));
         assert_eq!(ok("epsv all"), Command::Epsv(EpsvArg::All));
         assert_eq!(ok("EPSV aLl"), Command::Epsv(EpsvArg::All));
-        for line in ["EPSV 3", "EPSV 0", "EPSV ALLX", "EPSV 1 2", "EPSV |1|"] {
+        assert_eq!(code("EPSV 3"), 522);
+        assert_eq!(code("EPRT |3|1.2.3.4|21|"), 522);
+        for line in ["EPSV ALLX", "EPSV 1 2", "EPSV |1|"] {
             assert_eq!(code(line), 501, "{line}");
         }
     }

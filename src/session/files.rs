@@ -132,43 +132,6 @@ impl Ctx<'_> {
         Ok(Reply::new(250, format!("Listing {vpath}\n{line}\nEnd")))
     }
 
-    /// STAT with a path: the `ls -l` listing over the control connection
-    /// (213 for a file, 212 for a directory), capped so it stays small.
-    pub async fn stat_path(&self, arg: &str) -> Result<Reply, Reply> {
-        use futures_util::StreamExt as _;
-        const MAX_LINES: usize = 1000;
-        let (vpath, meta) = self.stat_meta(arg).await?;
-        let now = SystemTime::now();
-        if !meta.is_dir() {
-            let name = split_parent(&vpath).map_or(vpath.as_str(), |(_, n)| n).to_string();
-            let line = listing::list_line(&crate::vfs::DirEntry { name, meta }, now);
-            return Ok(Reply::new(213, format!("Status of {vpath}:\n{line}\nEnd of status")));
-        }
-        let resolved = self.authorize(Operation::List, &vpath)?;
-        let mut entries = resolved.mount.storage.list(resolved.rel).await.map_err(|e| storage_reply(&e))?;
-        let (view, dir_real, read_only) =
-            (self.perm_view(), resolved.real_location(), resolved.mount.read_only);
-        let mut text = format!("Status of {vpath}:\n");
-        let mut count = 0;
-        while let Some(entry) = entries.next().await {
-            let Ok(entry) = entry else { continue };
-            // As in LIST: entries the user may not even stat are not shown.
-            let child = format!("{}/{}", vpath.trim_end_matches('/'), entry.name);
-            if !view.allows(Operation::Stat, &child, &dir_real.join(&entry.name), read_only) {
-                continue;
-            }
-            count += 1;
-            if count > MAX_LINES {
-                text.push_str("... (listing truncated, use LIST)\n");
-                break;
-            }
-            text.push_str(&listing::list_line(&entry, now));
-            text.push('\n');
-        }
-        text.push_str("End of status");
-        Ok(Reply::new(212, text))
-    }
-
     pub async fn site(&self, arg: &str) -> Result<Reply, Reply> {
         let mut words = arg.splitn(3, ' ');
         let sub = words.next().unwrap_or("").to_ascii_uppercase();

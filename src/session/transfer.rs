@@ -141,16 +141,6 @@ impl Ctx<'_> {
             EpsvArg::Protocol(2) if is_v4 => {
                 return Reply::new(522, "Network protocol not supported, use (1)")
             }
-            EpsvArg::Protocol(p) if p != 1 && p != 2 => {
-                return Reply::new(
-                    522,
-                    if is_v4 {
-                        "Network protocol not supported, use (1)"
-                    } else {
-                        "Network protocol not supported, use (2)"
-                    },
-                )
-            }
             _ => {}
         }
         match self.shared.passive.bind(self.local.ip()) {
@@ -241,7 +231,7 @@ impl Ctx<'_> {
                 Ok(s) => s,
                 Err(e) => return Finished::NoConnection(e),
             };
-            match copy::send_file(reader, &mut socket, ascii, size, stall, &p).await {
+            match copy::send_file_plain(reader, &mut socket, ascii, size, stall, &p).await {
                 Ok(n) => Finished::Sent(n),
                 Err(e) => Finished::Failed(e),
             }
@@ -372,39 +362,18 @@ impl Ctx<'_> {
             _ => (arg, None),
         };
         let vpath = self.vpath(dir_arg)?;
-        let view = self.perm_view();
-        let resolved = self.user.vfs.resolve(&vpath).ok_or_else(super::errors::permission_denied)?;
-        let meta = resolved.mount.storage.metadata(resolved.rel).await.map_err(|e| storage_reply(&e))?;
-        let now = SystemTime::now();
-        let read_only_mount = resolved.mount.read_only;
-        let source = if meta.is_dir() {
-            let resolved = self.authorize(Operation::List, &vpath)?;
-            let entries = resolved.mount.storage.list(resolved.rel).await.map_err(|e| storage_reply(&e))?;
-            let mut mounts = Vec::new();
-            for name in self.user.vfs.mount_points_in(&vpath) {
-                let child = child_path(&vpath, name);
-                if let Some(m) = self.user.vfs.resolve(&child) {
-                    if let Ok(meta) = m.mount.storage.metadata(m.rel).await {
-                        mounts.push((
-                            DirEntry { name: name.to_string(), meta },
-                            m.real_location(),
-                            m.mount.read_only,
-                        ));
-                    }
-                }
-            }
-            Source::Dir { entries, mounts, real: resolved.real_location() }
-        } else {
-            if format == ListFormat::Mlsd {
-                return Err(Reply::new(501, "Not a directory; use MLST."));
-            }
-            self.authorize(Operation::Stat, &vpath)?;
-            let name = split_parent(&vpath).map_or("", |(_, n)| n).to_string();
-            Source::File(DirEntry { name, meta })
-        };
+        let (source, read_only_mount) = self.listing_source(&vpath, format).await?;
         self.require_data_setup()?;
         let connector = self.take_connector();
-        let job = ListingJob { format, view, dir: vpath.clone(), read_only_mount, pattern, now };
+        let job = ListingJob {
+            format,
+            view: self.perm_view(),
+            dir: vpath.clone(),
+            read_only_mount,
+            pattern,
+            now: SystemTime::now(),
+            max_entries: None,
+        };
         let progress = new_progress();
         let p = progress.clone();
         let stall = self.data_timeout();
@@ -425,6 +394,73 @@ impl Ctx<'_> {
         };
         let reply = Reply::new(150, "Here comes the directory listing.");
         Ok(Outcome::Transfer(reply, self.transfer(command, vpath, progress, future, false)))
+    }
+}
+
+impl Ctx<'_> {
+    /// What a listing of `vpath` reads: a directory's entries with the
+    /// virtual directories grafted into it, or a single file. Checks `list`
+    /// on a directory and `stat` on a file.
+    async fn listing_source(&self, vpath: &str, format: ListFormat) -> Result<(Source, bool), Reply> {
+        let resolved = self.user.vfs.resolve(vpath).ok_or_else(super::errors::permission_denied)?;
+        let read_only_mount = resolved.mount.read_only;
+        let meta = resolved.mount.storage.metadata(resolved.rel).await.map_err(|e| storage_reply(&e))?;
+        if !meta.is_dir() {
+            if format == ListFormat::Mlsd {
+                return Err(Reply::new(501, "Not a directory; use MLST."));
+            }
+            self.authorize(Operation::Stat, vpath)?;
+            let name = split_parent(vpath).map_or("", |(_, n)| n).to_string();
+            return Ok((Source::File(DirEntry { name, meta }), read_only_mount));
+        }
+        let resolved = self.authorize(Operation::List, vpath)?;
+        let entries = resolved.mount.storage.list(resolved.rel).await.map_err(|e| storage_reply(&e))?;
+        let mut mounts = Vec::new();
+        for name in self.user.vfs.mount_points_in(vpath) {
+            let child = child_path(vpath, name);
+            if let Some(m) = self.user.vfs.resolve(&child) {
+                if let Ok(meta) = m.mount.storage.metadata(m.rel).await {
+                    mounts.push((
+                        DirEntry { name: name.to_string(), meta },
+                        m.real_location(),
+                        m.mount.read_only,
+                    ));
+                }
+            }
+        }
+        Ok((Source::Dir { entries, mounts, real: resolved.real_location() }, read_only_mount))
+    }
+
+    /// STAT with a path: the `ls -l` listing over the control connection
+    /// (213 for a file, 212 for a directory), capped so the reply stays small.
+    pub async fn stat_path(&self, arg: &str) -> Result<Reply, Reply> {
+        const MAX_ENTRIES: usize = 1000;
+        let vpath = self.vpath(arg)?;
+        let (source, read_only_mount) = self.listing_source(&vpath, ListFormat::List).await?;
+        let code = if matches!(source, Source::Dir { .. }) { 212 } else { 213 };
+        let job = ListingJob {
+            format: ListFormat::List,
+            view: self.perm_view(),
+            dir: vpath.clone(),
+            read_only_mount,
+            pattern: None,
+            now: SystemTime::now(),
+            max_entries: Some(MAX_ENTRIES),
+        };
+        let mut out = Vec::new();
+        let timeout = self.data_timeout();
+        job.run(source, &mut out, timeout, &Progress::default()).await.map_err(|e| match e {
+            TransferError::Storage(e) => storage_reply(&e),
+            _ => Reply::new(451, "Local error in processing."),
+        })?;
+        let listing = String::from_utf8_lossy(&out);
+        let mut text = format!("Status of {vpath}:\n");
+        for line in listing.lines() {
+            text.push_str(line);
+            text.push('\n');
+        }
+        text.push_str("End of status");
+        Ok(Reply::new(code, text))
     }
 }
 
@@ -478,19 +514,22 @@ struct ListingJob {
     read_only_mount: bool,
     pattern: Option<String>,
     now: SystemTime,
+    /// Stop after this many entries (STAT over the control connection).
+    max_entries: Option<usize>,
 }
 
 impl ListingJob {
-    async fn run(
+    async fn run<W: tokio::io::AsyncWrite + Unpin>(
         self,
         source: Source,
-        socket: &mut TcpStream,
+        socket: &mut W,
         stall: Duration,
         progress: &Progress,
     ) -> Result<u64, TransferError> {
         const CHUNK: usize = 32 * 1024;
         let mut buf = Vec::with_capacity(CHUNK + 512);
         let mut sent = 0u64;
+        let mut count = 0usize;
         match source {
             Source::File(entry) => {
                 let real = PathBuf::new();
@@ -502,6 +541,11 @@ impl ListingJob {
                     self.push_entry(entry, &vpath, real, *read_only, &mut buf);
                 }
                 while let Some(item) = entries.next().await {
+                    count += 1;
+                    if self.max_entries.is_some_and(|max| count > max) {
+                        buf.extend_from_slice(b"... (truncated; use LIST for the rest)\r\n");
+                        break;
+                    }
                     let entry = match item {
                         Ok(entry) => entry,
                         Err(e) => return Err(TransferError::Storage(e)),
