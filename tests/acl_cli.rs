@@ -359,3 +359,25 @@ fn reload_without_a_pid_file_says_how() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("sets no server.pid_file") && err.contains("kill -HUP"), "{err}");
 }
+
+/// Every TOML example of the README's Permissions section is a valid
+/// configuration, so the documentation cannot drift from the code.
+#[test]
+fn readme_permission_examples_parse() {
+    let readme = include_str!("../README.md");
+    let section = readme.split("\n## Permissions").nth(1).expect("README has a Permissions section");
+    let section = section.split("\n## ").next().unwrap_or(section);
+    let blocks: Vec<&str> = section
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|b| b.split_once("```").map(|(toml, _)| toml))
+        .collect();
+    assert!(blocks.len() >= 5, "found {} examples", blocks.len());
+    for block in blocks {
+        let text =
+            format!("[auth]\nchain = [\"userdb\"]\n[userdb]\npath = \"/tmp/ferroftpd-readme.db\"\n{block}");
+        if let Err(e) = ferroftpd::config::parse_str(&text, Path::new("README.md")) {
+            panic!("README example does not parse:\n{block}\n{e}");
+        }
+    }
+}

@@ -638,6 +638,29 @@ mod tests {
     }
 
     #[test]
+    fn version_1_database_gains_user_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_version (version INTEGER NOT NULL);
+                 INSERT INTO schema_version VALUES (1);
+                 INSERT INTO users (name, password_hash, root) VALUES ('old', '$h', '/srv');",
+            )
+            .unwrap();
+        }
+        let s = SqliteUserStore::open(&path).unwrap();
+        let old = s.get("old").unwrap().unwrap();
+        assert!(old.rules.is_empty());
+        let mut with_rule = old.clone();
+        with_rule.rules = vec![r#"{ tree = "/srv", deny = ["delete"] }"#.into()];
+        s.put(&with_rule).unwrap();
+        assert_eq!(s.get("old").unwrap(), Some(with_rule));
+    }
+
+    #[test]
     fn newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let s = store(&dir);
