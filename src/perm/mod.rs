@@ -62,23 +62,10 @@ pub struct BasicPermissions;
 
 impl Permissions for BasicPermissions {
     fn check(&self, account: &Account, op: Operation, target: &Target<'_>) -> Decision {
-        if !op.modifies() {
-            return Decision::Allow;
-        }
-        if target.read_only_mount {
+        if op.modifies() && target.read_only_mount {
             return Decision::Deny("read-only virtual directory".into());
         }
-        if !account.read_only {
-            return Decision::Allow;
-        }
-        let in_upload_dir = account.upload_dirs.iter().any(|dir| {
-            crate::vfs::path::strip_mount_prefix(dir, target.virtual_path)
-                .is_some_and(|rest| !rest.is_empty())
-        });
-        if in_upload_dir && matches!(op, Operation::Write | Operation::MakeDir) {
-            return Decision::Allow;
-        }
-        Decision::Deny("read-only account".into())
+        account_opinion(account, op, target).unwrap_or(Decision::Allow)
     }
 }
 

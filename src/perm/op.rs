@@ -11,7 +11,7 @@ pub enum Operation {
     List,
     /// RETR.
     Read,
-    /// STOR/STOU of a new file.
+    /// STOR, STOU or APPE of a new file.
     Write,
     /// STOR over an existing file.
     Overwrite,

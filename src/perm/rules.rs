@@ -795,6 +795,7 @@ mod tests {
         assert!(deep.is_recursive() && !pat.is_recursive());
     }
 
+    #[cfg(unix)]
     #[test]
     fn paths_are_canonical_through_symlinks() {
         let tmp = tempfile::tempdir().unwrap();
