@@ -39,7 +39,8 @@ impl Anonymous {
         USER_NAMES.iter().any(|n| n.eq_ignore_ascii_case(user))
     }
 
-    fn account(&self) -> Account {
+    /// The account every anonymous login gets (also for `ferroftpd perm explain`).
+    pub fn account(&self) -> Account {
         Account {
             name: "anonymous".to_string(),
             groups: vec!["anonymous".to_string()],
@@ -51,6 +52,7 @@ impl Anonymous {
             upload_dirs: self.upload_dirs.clone(),
             max_sessions: None,
             module: MODULE_NAME,
+            rules: Vec::new(),
         }
     }
 }

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use crate::auth::AuthChain;
 use crate::config::Config;
 use crate::data::PassivePorts;
-use crate::perm::{BasicPermissions, Permissions};
+use crate::perm::Permissions;
 use limits::{Admission, Limits};
 
 /// What a reload replaces: configuration, authentication chain and
@@ -31,7 +31,7 @@ pub struct Live {
 
 impl Live {
     fn new(config: Config, auth: AuthChain) -> anyhow::Result<Live> {
-        let perms: Arc<dyn Permissions> = Arc::new(BasicPermissions);
+        let perms: Arc<dyn Permissions> = crate::perm::build_permissions(&config)?;
         Ok(Live { config, auth, perms })
     }
 }
