@@ -54,7 +54,7 @@ pub struct LoginRequest<'a> {
 /// A module's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthOutcome {
-    Accepted(Box<Account>),
+    Accepted(std::sync::Arc<Account>),
     /// The module knows the user and the password is wrong (or the account is
     /// disabled): the chain stops here.
     Rejected,

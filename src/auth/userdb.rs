@@ -547,7 +547,7 @@ impl Authenticator for UserDb {
             return AuthOutcome::Rejected;
         }
         match account {
-            Ok(account) => AuthOutcome::Accepted(Box::new(account)),
+            Ok(account) => AuthOutcome::Accepted(std::sync::Arc::new(account)),
             Err(e) => {
                 tracing::error!(user = request.user, "login refused: {e}");
                 AuthOutcome::Rejected
