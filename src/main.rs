@@ -1,9 +1,11 @@
-//! The `ferroftpd` command: run the server, check a configuration file, and
-//! manage virtual users. A thin layer over the library: parsing arguments,
+//! The `ferroftpd` command: run the server, check a configuration file,
+//! manage virtual users, explain permission decisions and ask a running
+//! server to reload. A thin layer over the library: parsing arguments,
 //! phrasing errors and choosing exit codes (0 ok, 1 operation failed,
 //! 2 bad input or configuration) happen here; everything else lives in
 //! `ferroftpd::…` so tests reach the same code.
 
+use std::fmt::Write as _;
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -13,11 +15,13 @@ use clap::{Args, Parser, Subcommand};
 use rand::distributions::{Alphanumeric, DistString};
 use rand::rngs::OsRng;
 
+use ferroftpd::auth::anonymous::{self, Anonymous};
 use ferroftpd::auth::password::hash_password;
 use ferroftpd::auth::userdb::{self, SqliteUserStore, UserDbError, UserRecord, UserStore};
-use ferroftpd::auth::{build_chain, AuthChain};
+use ferroftpd::auth::{build_chain, Account, AuthChain};
 use ferroftpd::config::{self, Config};
-use ferroftpd::vfs::{normalize, MountSpec};
+use ferroftpd::perm::{self, Operation, Step, Target};
+use ferroftpd::vfs::{normalize, MountSpec, Vfs};
 
 /// User database used when neither `--db` nor `--config` names one.
 const DEFAULT_DB: &str = "ferroftpd-users.db";
@@ -47,15 +51,65 @@ struct Cli {
 enum Command {
     /// Run the FTP server (without --config: a demo setup in the current directory).
     Serve(ServeArgs),
-    /// Check a configuration file; print "FILE: OK" or its problems.
+    /// Check a configuration file; print "FILE: OK" or its problems, then
+    /// rules that can never match or are shadowed by another rule.
     CheckConfig {
         /// The TOML configuration file.
         file: PathBuf,
+        /// Exit with code 1 if a rule can never match or is shadowed.
+        #[arg(long)]
+        strict: bool,
     },
     /// Manage virtual users (changes apply at the user's next login).
     User(UserArgs),
+    /// Explain permission decisions.
+    Perm(PermArgs),
+    /// Ask the running server to re-read its configuration and rules (SIGHUP).
+    Reload(ReloadArgs),
     /// TLS certificates for FTPS.
     Cert(CertArgs),
+}
+
+#[derive(Debug, Args)]
+struct PermArgs {
+    #[command(subcommand)]
+    command: PermCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum PermCommand {
+    /// Print whether USER may perform OPERATION on PATH, and the rule (file:line) that decides.
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, Args)]
+struct ExplainArgs {
+    /// The configuration file whose rules to use.
+    #[arg(long, short, value_name = "FILE")]
+    config: PathBuf,
+    /// User name as logged in (`anonymous` or `ftp` for anonymous logins).
+    user: String,
+    /// A virtual path as the user sees it, or a real path below the user's directories.
+    path: String,
+    /// One operation: list, read, write-new, overwrite, append, delete, rename-from,
+    /// rename-to, mkdir, rmdir, chdir, stat, set-time, chmod.
+    operation: String,
+    /// Take PATH as a real path.
+    #[arg(long, conflicts_with = "virtual_path")]
+    real: bool,
+    /// Take PATH as a virtual path.
+    #[arg(long = "virtual")]
+    virtual_path: bool,
+}
+
+#[derive(Debug, Args)]
+struct ReloadArgs {
+    /// Configuration file naming the server's pid file (server.pid_file).
+    #[arg(long, short, value_name = "FILE", required_unless_present = "pid_file")]
+    config: Option<PathBuf>,
+    /// The pid file the server wrote (overrides server.pid_file).
+    #[arg(long, value_name = "PATH")]
+    pid_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -131,6 +185,8 @@ enum UserCommand {
     },
     /// Change a user's settings.
     Mod(ModArgs),
+    /// Print a user's own permission rules, numbered.
+    Rules { name: String },
 }
 
 #[derive(Debug, Args)]
@@ -170,6 +226,10 @@ struct AddArgs {
     /// Create the account disabled.
     #[arg(long)]
     disabled: bool,
+    /// A permission rule for this user alone, as in [[acl.rule]] without `who`,
+    /// e.g. 'tree = "/srv/drop", only = ["upload-only"]' (repeatable).
+    #[arg(long = "rule", value_name = "RULE")]
+    rules: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -216,6 +276,15 @@ struct ModArgs {
     /// Refuse logins (the account is kept).
     #[arg(long)]
     disable: bool,
+    /// Remove all the user's own rules first (before --rule adds new ones).
+    #[arg(long)]
+    clear_rules: bool,
+    /// Remove the user's rule number N, as `ferroftpd user rules` numbers them (repeatable).
+    #[arg(long = "del-rule", value_name = "N")]
+    del_rules: Vec<usize>,
+    /// Add a permission rule for this user alone (repeatable; see `user add --help`).
+    #[arg(long = "rule", value_name = "RULE")]
+    rules: Vec<String>,
 }
 
 /// A failed command: its message, already phrased, and exit code.
@@ -258,8 +327,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
-        Command::CheckConfig { file } => check_config(&file),
+        Command::CheckConfig { file, strict } => check_config(&file, strict),
         Command::User(args) => user(args),
+        Command::Perm(PermArgs { command: PermCommand::Explain(args) }) => explain(args),
+        Command::Reload(args) => reload(args),
         Command::Cert(CertArgs { command: CertCommand::SelfSigned(args) }) => cert_self_signed(args),
     };
     match result {
@@ -271,10 +342,338 @@ fn main() -> ExitCode {
     }
 }
 
-fn check_config(file: &Path) -> Result<(), Failure> {
-    config::load_file(file).map_err(Failure::config)?;
-    println!("{}: OK", file.display());
+fn check_config(file: &Path, strict: bool) -> Result<(), Failure> {
+    let config = config::load_file(file).map_err(Failure::config)?;
+    let stack = perm::build_stack(&config).map_err(Failure::config)?;
+    let known = known_accounts(&config);
+    let mut findings = perm::lint::lint(&stack, known.accounts.as_deref());
+    findings.extend(known.broken.iter().map(|e| perm::lint::Finding {
+        rule: "user database".into(),
+        kind: perm::lint::Kind::NeverMatches,
+        message: format!("{e} (this user's logins are refused until it is fixed)"),
+    }));
+    match findings.len() {
+        0 => println!("{}: OK", file.display()),
+        n => println!("{}: OK, with {n} rule warning{}", file.display(), if n == 1 { "" } else { "s" }),
+    }
+    for f in &findings {
+        println!("{}: warning: {}: {}", f.rule, f.kind.label(), f.message);
+    }
+    if let Some(note) = known.note.filter(|_| !stack.acl().rules().is_empty()) {
+        println!("note: {note}");
+    }
+    if strict && !findings.is_empty() {
+        return Err(Failure::failed(format!("{} rule warning(s) (--strict)", findings.len())));
+    }
     Ok(())
+}
+
+/// The accounts that can log in under a configuration.
+struct Known {
+    /// The anonymous account if the anonymous module is in the chain, and
+    /// the database's users; `None` when the database cannot be read.
+    accounts: Option<Vec<Account>>,
+    /// Users whose own rules no longer compile.
+    broken: Vec<String>,
+    /// Why `accounts` is `None`.
+    note: Option<String>,
+}
+
+fn known_accounts(config: &Config) -> Known {
+    let mut known = Known { accounts: None, broken: Vec::new(), note: None };
+    let mut accounts = Vec::new();
+    let chain = &config.auth.chain;
+    if chain.iter().any(|m| m == anonymous::MODULE_NAME) {
+        accounts.push(Anonymous::from_config(&config.anonymous).account());
+    }
+    if chain.iter().any(|m| m == userdb::MODULE_NAME) {
+        match SqliteUserStore::open_existing(&config.userdb.path).and_then(|s| s.list()) {
+            Ok(users) => {
+                for u in users {
+                    match u.to_account() {
+                        Ok(a) => accounts.push(a),
+                        Err(e) => known.broken.push(e.to_string()),
+                    }
+                }
+            }
+            Err(e) => {
+                known.note = Some(format!("{e}: who names and reachable places were not checked"));
+                return known;
+            }
+        }
+    }
+    known.accounts = Some(accounts);
+    known
+}
+
+/// `ferroftpd perm explain`: the same decision the server makes, with the
+/// rules that took part.
+fn explain(args: ExplainArgs) -> Result<(), Failure> {
+    let config = config::load_file(&args.config).map_err(Failure::config)?;
+    let stack = perm::build_stack(&config).map_err(Failure::config)?;
+    let op = Operation::from_name(&args.operation).ok_or_else(|| {
+        let names: Vec<&str> = Operation::ALL.iter().map(|o| o.name()).collect();
+        Failure::input(format!(
+            "unknown operation `{}`; give one of: {}",
+            args.operation.escape_debug(),
+            names.join(", ")
+        ))
+    })?;
+    let account = find_account(&config, &args.user)?;
+    let vfs = Vfs::local(&account.root, &account.mounts, false)
+        .map_err(|e| Failure::failed(format!("cannot open the directories of `{}`: {e}", account.name)))?;
+    let place = locate(&vfs, &account, &args)?;
+    let target = Target {
+        virtual_path: &place.virtual_path,
+        real_path: &place.real,
+        read_only_mount: place.read_only,
+    };
+    let e = stack.explain(&account, op, &target);
+
+    let mut out = String::new();
+    let groups = if account.groups.is_empty() { "none".to_string() } else { account.groups.join(", ") };
+    let _ = writeln!(out, "user:       {} ({} module; groups: {groups})", account.name, account.module);
+    let _ = writeln!(out, "operation:  {op}");
+    let _ = writeln!(
+        out,
+        "path:       {} (virtual) -> {} (real){}{}",
+        place.virtual_path,
+        place.real.display(),
+        if place.read_only { ", in a read-only virtual directory" } else { "" },
+        place.how
+    );
+    let _ = writeln!(out, "decision:   {}", if e.allowed { "ALLOWED" } else { "DENIED" });
+    let decided = match &e.decided_by {
+        Step::ReadOnlyMount => "read-only virtual directory (a hard limit no rule lifts)".to_string(),
+        Step::Rule(c) => format!(
+            "{}: {}\n            ({}{})",
+            c.rule.origin.label(),
+            c.rule.summary(),
+            c.specificity,
+            if e.candidates.iter().any(|o| o.specificity == c.specificity && o.allow != c.allow) {
+                "; a deny beats an allow at equal specificity"
+            } else {
+                ""
+            }
+        ),
+        Step::Account(d) => format!("the `account` module: {}", d_reason(d)),
+        Step::Default(d) => format!("permissions.default = \"{}\" (no module had an opinion)", d.name()),
+    };
+    let _ = writeln!(out, "decided by: {decided}");
+    let mut ranked = e.candidates.clone();
+    ranked.sort_by(|a, b| b.specificity.cmp(&a.specificity).then(a.allow.cmp(&b.allow)));
+    if ranked.is_empty() {
+        let _ = writeln!(out, "rules:      none names {} with {op} on this path", account.name);
+    } else {
+        let _ = writeln!(out, "rules naming {} with {op} on this path, strongest first:", account.name);
+        for c in &ranked {
+            let mark = match &e.decided_by {
+                Step::Rule(d) if std::ptr::eq(d.rule, c.rule) => "*",
+                _ => " ",
+            };
+            let verdict = if c.allow { "allow" } else { "deny " };
+            let _ = writeln!(
+                out,
+                "  {mark} {verdict}  {}  [{}]  {}",
+                c.rule.origin,
+                c.specificity,
+                c.rule.summary()
+            );
+        }
+    }
+    let modules: Vec<&str> = e.modules.iter().map(|m| m.name()).collect();
+    let _ = writeln!(
+        out,
+        "stack:      read-only virtual directories, then {}, then default {}",
+        if modules.is_empty() { "no module".to_string() } else { modules.join(", ") },
+        stack.default_decision().name()
+    );
+    if op == Operation::RenameTo {
+        let _ = writeln!(out, "note:       RNTO asks rename-to of the directory the new name goes into");
+    }
+    print!("{out}");
+    Ok(())
+}
+
+fn d_reason(d: &perm::Decision) -> String {
+    match d {
+        perm::Decision::Allow => "upload directory of a read-only account".to_string(),
+        perm::Decision::Deny(reason) => reason.clone(),
+    }
+}
+
+/// The account a user name logs in as, found the way the chain would
+/// (without a password).
+fn find_account(config: &Config, user: &str) -> Result<Account, Failure> {
+    for module in &config.auth.chain {
+        match module.as_str() {
+            anonymous::MODULE_NAME if Anonymous::is_anonymous_name(user) => {
+                return Ok(Anonymous::from_config(&config.anonymous).account());
+            }
+            userdb::MODULE_NAME => {
+                let store = SqliteUserStore::open_existing(&config.userdb.path)?;
+                if let Some(record) = store.get(user)? {
+                    if !record.enabled {
+                        eprintln!("note: `{user}` is disabled and cannot log in now");
+                    }
+                    return Ok(record.to_account()?);
+                }
+            }
+            _ => {}
+        }
+    }
+    Err(Failure::failed(format!("no module of auth.chain knows the user `{user}`")))
+}
+
+/// A path given to `perm explain`, in both forms.
+struct Place {
+    virtual_path: String,
+    real: PathBuf,
+    read_only: bool,
+    /// How the argument was read, for the output.
+    how: &'static str,
+}
+
+/// Reads PATH as a real path when it lies below one of the account's real
+/// directories (or `--real`), else as a virtual path.
+fn locate(vfs: &Vfs, account: &Account, args: &ExplainArgs) -> Result<Place, Failure> {
+    let as_real = perm::rules::soft_canonicalize(
+        &std::path::absolute(&args.path).map_err(|e| Failure::input(format!("{}: {e}", args.path)))?,
+    );
+    // Real directories of the account, longest first (a mount inside the root wins).
+    let mut dirs: Vec<(String, PathBuf, bool)> =
+        std::iter::once(("/".to_string(), account.root.clone(), false))
+            .chain(account.mounts.iter().map(|m| (m.virtual_path.clone(), m.real_path.clone(), m.read_only)))
+            .map(|(v, r, ro)| (v, perm::rules::soft_canonicalize(&std::path::absolute(&r).unwrap_or(r)), ro))
+            .collect();
+    dirs.sort_by_key(|(_, r, _)| std::cmp::Reverse(r.components().count()));
+    let real_match = dirs.iter().find(|(_, r, _)| as_real.starts_with(r));
+    if !args.virtual_path && args.path.starts_with('/') {
+        if let Some((vprefix, rdir, ro)) = real_match {
+            let rest = as_real.strip_prefix(rdir).unwrap_or(Path::new(""));
+            let joined = format!("{}/{}", vprefix.trim_end_matches('/'), rest.display());
+            let virtual_path = normalize("/", &joined).map_err(|e| Failure::input(e.to_string()))?;
+            return Ok(Place {
+                virtual_path,
+                real: as_real,
+                read_only: *ro,
+                how: "; PATH read as a real path",
+            });
+        }
+    }
+    if args.real {
+        // Outside everything the account can reach: the rules still answer.
+        return Ok(Place {
+            virtual_path: "(unreachable)".into(),
+            real: as_real,
+            read_only: false,
+            how: "; the account cannot reach this path",
+        });
+    }
+    let virtual_path = normalize("/", &args.path).map_err(|e| Failure::input(e.to_string()))?;
+    let resolved = vfs.resolve(&virtual_path).ok_or_else(|| Failure::failed("the account has no root"))?;
+    Ok(Place {
+        real: resolved.real_location(),
+        read_only: resolved.mount.read_only,
+        virtual_path,
+        how: "; PATH read as a virtual path",
+    })
+}
+
+/// `ferroftpd reload`: SIGHUP to the pid in the server's pid file.
+fn reload(args: ReloadArgs) -> Result<(), Failure> {
+    let pid_file = match (&args.pid_file, &args.config) {
+        (Some(p), _) => p.clone(),
+        (None, Some(file)) => {
+            let config = config::load_file(file).map_err(|e| Failure {
+                code: 2,
+                message: format!(
+                    "{}\n\nThe server was not signalled: fix the file first (a reload with a broken \
+                     file would keep the old settings anyway).",
+                    e.0
+                ),
+            })?;
+            config.server.pid_file.ok_or_else(|| {
+                Failure::input(format!(
+                    "{} sets no server.pid_file, so the server's process is unknown; set it \
+                     (e.g. pid_file = \"/run/ferroftpd/ferroftpd.pid\") and restart the server, \
+                     or send the signal yourself: kill -HUP <pid of ferroftpd serve>",
+                    file.display()
+                ))
+            })?
+        }
+        (None, None) => return Err(Failure::input("give --config FILE or --pid-file PATH")),
+    };
+    let text = std::fs::read_to_string(&pid_file).map_err(|e| {
+        Failure::failed(format!(
+            "cannot read the pid file {}: {e} (is the server running?)",
+            pid_file.display()
+        ))
+    })?;
+    let pid: u32 = text.trim().parse().ok().filter(|p| *p > 1).ok_or_else(|| {
+        Failure::failed(format!(
+            "{}: `{}` is not a process id",
+            pid_file.display(),
+            text.trim().escape_debug()
+        ))
+    })?;
+    send_hangup(pid, &pid_file)
+}
+
+#[cfg(unix)]
+fn send_hangup(pid: u32, pid_file: &Path) -> Result<(), Failure> {
+    // A stale pid file may name a process that is not ours: check its name
+    // where /proc tells it.
+    if let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/comm")) {
+        if comm.trim() != "ferroftpd" {
+            return Err(Failure::failed(format!(
+                "process {pid} (from {}) is `{}`, not ferroftpd: the pid file is stale",
+                pid_file.display(),
+                comm.trim()
+            )));
+        }
+    } else if Path::new("/proc/self").exists() {
+        return Err(Failure::failed(format!(
+            "no process {pid} (from {}): the server is not running",
+            pid_file.display()
+        )));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .map_err(|e| Failure::failed(format!("cannot run kill: {e}")))?;
+    if !status.success() {
+        return Err(Failure::failed(format!("kill -HUP {pid} failed ({status})")));
+    }
+    println!(
+        "sent SIGHUP to ferroftpd (pid {pid}); it re-reads its configuration and rules, and logs \
+         whether the reload worked (a broken file keeps the old settings)"
+    );
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn send_hangup(pid: u32, _pid_file: &Path) -> Result<(), Failure> {
+    Err(Failure::failed(format!(
+        "this platform has no SIGHUP: restart the server (pid {pid}) to apply a changed configuration"
+    )))
+}
+
+/// Removes the pid file when the server stops.
+struct PidFile(PathBuf);
+
+impl PidFile {
+    fn write(path: &Path) -> Result<PidFile, Failure> {
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .map_err(|e| Failure::failed(format!("cannot write the pid file {}: {e}", path.display())))?;
+        Ok(PidFile(path.to_path_buf()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 fn cert_self_signed(args: SelfSignedArgs) -> Result<(), Failure> {
@@ -358,6 +757,7 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         let password = install_demo_user(&config)?;
         print_demo_banner(&config, &password);
     }
+    let _pid_file = config.server.pid_file.as_deref().map(PidFile::write).transpose()?;
     tracing::info!(listen = ?config.server.listen, chain = ?chain.module_names(), "starting");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -488,6 +888,17 @@ fn user(args: UserArgs) -> Result<(), Failure> {
             Ok(())
         }
         UserCommand::Mod(m) => user_mod(&db, m),
+        UserCommand::Rules { name } => {
+            let store = SqliteUserStore::open_existing(&db)?;
+            let record = store.get(&name)?.ok_or_else(|| no_such_user(&name, &db))?;
+            if record.rules.is_empty() {
+                println!("`{name}` has no rules of its own");
+            }
+            for (i, rule) in record.rules.iter().enumerate() {
+                println!("{:>3}  {rule}", i + 1);
+            }
+            Ok(())
+        }
     }
 }
 
@@ -510,6 +921,7 @@ fn user_add(db: &Path, a: AddArgs) -> Result<(), Failure> {
     record.read_only = a.read_only;
     record.max_sessions = a.max_sessions;
     record.enabled = !a.disabled;
+    record.rules = a.rules.iter().map(|r| rule_text(r)).collect::<Result<_, _>>()?;
     record.validate()?;
     let store = SqliteUserStore::open(db)?;
     if store.get(&a.name)?.is_some() {
@@ -565,6 +977,24 @@ fn user_mod(db: &Path, m: ModArgs) -> Result<(), Failure> {
     if m.enable || m.disable {
         record.enabled = m.enable;
     }
+    if m.clear_rules {
+        record.rules.clear();
+    }
+    let mut del = m.del_rules.clone();
+    del.sort_unstable_by(|a, b| b.cmp(a));
+    del.dedup();
+    for n in del {
+        if n == 0 || n > record.rules.len() {
+            return Err(Failure::input(format!(
+                "`{}` has no rule #{n} (see `ferroftpd user rules {}`)",
+                m.name, m.name
+            )));
+        }
+        record.rules.remove(n - 1);
+    }
+    for r in &m.rules {
+        record.rules.push(rule_text(r)?);
+    }
     let password_given = m.password.password.is_some() || m.password.password_stdin;
     if let Some(password) = read_password(&m.password, &m.name, false)? {
         record.password_hash = hash_password(&password).map_err(Failure::failed)?;
@@ -587,8 +1017,8 @@ fn user_list(db: &Path) -> Result<(), Failure> {
         println!("no users in {}", db.display());
         return Ok(());
     }
-    let header = ["NAME", "STATE", "ACCESS", "SESSIONS", "ROOT", "INITIAL", "GROUPS", "MOUNTS"];
-    let rows: Vec<[String; 8]> = users
+    let header = ["NAME", "STATE", "ACCESS", "SESSIONS", "ROOT", "INITIAL", "GROUPS", "RULES", "MOUNTS"];
+    let rows: Vec<[String; 9]> = users
         .iter()
         .map(|u| {
             let mounts: Vec<String> = u
@@ -607,6 +1037,7 @@ fn user_list(db: &Path) -> Result<(), Failure> {
                 u.root.display().to_string(),
                 u.initial_dir.clone(),
                 if u.groups.is_empty() { "-".to_string() } else { u.groups.join(",") },
+                if u.rules.is_empty() { "-".to_string() } else { u.rules.len().to_string() },
                 if mounts.is_empty() { "-".to_string() } else { mounts.join(" ") },
             ]
         })
@@ -716,6 +1147,16 @@ fn parse_mount(spec: &str) -> Result<MountSpec, Failure> {
     }
     let real_path = existing_dir(&format!("--mount {virtual_path}"), Path::new(real))?;
     Ok(MountSpec { virtual_path, real_path, read_only })
+}
+
+/// A user's rule as stored: one line, braces included, checked to compile
+/// (`UserRecord::validate` checks it again with its number).
+fn rule_text(text: &str) -> Result<String, Failure> {
+    let text = text.trim();
+    let text = if text.starts_with('{') { text.to_string() } else { format!("{{ {text} }}") };
+    perm::rules::compile_user_rule(&text, "user", 0)
+        .map_err(|e| Failure::input(format!("--rule `{text}`: {e}")))?;
+    Ok(text)
 }
 
 /// Adds `m`, replacing a mount at the same virtual path.

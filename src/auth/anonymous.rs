@@ -19,15 +19,28 @@ pub const USER_NAMES: [&str; 2] = ["anonymous", "ftp"];
 
 #[derive(Debug, Clone)]
 pub struct Anonymous {
-    root: PathBuf,
-    upload_dirs: Vec<String>,
+    /// Built once: every anonymous session shares it.
+    account: std::sync::Arc<Account>,
 }
 
 impl Anonymous {
     /// `upload_dirs` are normalised absolute virtual paths (the config
     /// loader checks and normalises them).
     pub fn new(root: impl Into<PathBuf>, upload_dirs: Vec<String>) -> Anonymous {
-        Anonymous { root: root.into(), upload_dirs }
+        let account = Account {
+            name: "anonymous".to_string(),
+            groups: vec!["anonymous".to_string()],
+            anonymous: true,
+            root: root.into(),
+            mounts: Vec::new(),
+            initial_dir: "/".to_string(),
+            read_only: true,
+            upload_dirs,
+            max_sessions: None,
+            module: MODULE_NAME,
+            rules: Vec::new(),
+        };
+        Anonymous { account: std::sync::Arc::new(account) }
     }
 
     pub fn from_config(config: &AnonymousConfig) -> Anonymous {
@@ -39,19 +52,9 @@ impl Anonymous {
         USER_NAMES.iter().any(|n| n.eq_ignore_ascii_case(user))
     }
 
-    fn account(&self) -> Account {
-        Account {
-            name: "anonymous".to_string(),
-            groups: vec!["anonymous".to_string()],
-            anonymous: true,
-            root: self.root.clone(),
-            mounts: Vec::new(),
-            initial_dir: "/".to_string(),
-            read_only: true,
-            upload_dirs: self.upload_dirs.clone(),
-            max_sessions: None,
-            module: MODULE_NAME,
-        }
+    /// The account every anonymous login gets (also for `ferroftpd perm explain`).
+    pub fn account(&self) -> Account {
+        Account::clone(&self.account)
     }
 }
 
@@ -63,7 +66,7 @@ impl Authenticator for Anonymous {
 
     async fn authenticate(&self, request: &LoginRequest<'_>) -> AuthOutcome {
         if Anonymous::is_anonymous_name(request.user) {
-            AuthOutcome::Accepted(Box::new(self.account()))
+            AuthOutcome::Accepted(self.account.clone())
         } else {
             AuthOutcome::NotMine
         }

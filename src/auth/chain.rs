@@ -18,7 +18,7 @@ pub struct AuthChain {
 /// The chain's verdict, with the module that decided (for the log).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginResult {
-    Accepted(Box<Account>),
+    Accepted(Arc<Account>),
     /// Wrong password or disabled account, according to the named module.
     Rejected {
         module: &'static str,

@@ -38,6 +38,9 @@ pub struct Account {
     pub max_sessions: Option<u32>,
     /// Name of the module that accepted the login, for logs.
     pub module: &'static str,
+    /// The account's own permission rules (from the user database), which
+    /// apply to it alone; compiled at login.
+    pub rules: Vec<crate::perm::rules::Rule>,
 }
 
 /// A login attempt.
@@ -51,7 +54,7 @@ pub struct LoginRequest<'a> {
 /// A module's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthOutcome {
-    Accepted(Box<Account>),
+    Accepted(std::sync::Arc<Account>),
     /// The module knows the user and the password is wrong (or the account is
     /// disabled): the chain stops here.
     Rejected,

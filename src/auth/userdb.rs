@@ -12,9 +12,10 @@
 //! mode lets logins read while the CLI writes; a busy timeout covers the
 //! short write locks.
 //!
-//! Schema: `users` plus child tables `user_mounts` and `user_groups` (plain
-//! rows rather than JSON, so the database stays readable with `sqlite3` and
-//! needs no extra dependency). `schema_version` holds the number of
+//! Schema: `users` plus child tables `user_mounts`, `user_groups` and
+//! `user_rules` (plain rows rather than JSON, so the database stays
+//! readable with `sqlite3` and needs no extra dependency; a rule is one
+//! line of TOML, the syntax of `[[acl.rule]]`). `schema_version` holds the number of
 //! [`MIGRATIONS`] applied; opening a database runs the missing ones.
 
 use std::path::{Path, PathBuf};
@@ -53,6 +54,9 @@ pub struct UserRecord {
     pub read_only: bool,
     /// Simultaneous sessions allowed (`None`: server default).
     pub max_sessions: Option<u32>,
+    /// The user's own permission rules, each a TOML inline table as in
+    /// `[[acl.rule]]` without `who` (see [`crate::perm::rules::compile_user_rule`]).
+    pub rules: Vec<String>,
 }
 
 impl UserRecord {
@@ -69,6 +73,7 @@ impl UserRecord {
             groups: Vec::new(),
             read_only: false,
             max_sessions: None,
+            rules: Vec::new(),
         }
     }
 
@@ -110,12 +115,30 @@ impl UserRecord {
                 ));
             }
         }
+        self.compiled_rules().map_err(UserDbError::Invalid)?;
         Ok(())
     }
 
-    /// The session-shaping part of the record.
-    pub fn to_account(&self) -> Account {
-        Account {
+    /// The user's rules, compiled; the first bad one is an error naming it.
+    pub fn compiled_rules(&self) -> Result<Vec<crate::perm::rules::Rule>, String> {
+        self.rules
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                crate::perm::rules::compile_user_rule(text, &self.name, i)
+                    .map_err(|e| format!("rule #{} `{text}`: {e}", i + 1))
+            })
+            .collect()
+    }
+
+    /// The session-shaping part of the record. Fails only if a stored rule
+    /// no longer compiles: the login must then be refused, since a rule
+    /// dropped silently could be a deny.
+    pub fn to_account(&self) -> Result<Account, UserDbError> {
+        let rules = self
+            .compiled_rules()
+            .map_err(|reason| UserDbError::Invalid(format!("user `{}`: {reason}", self.name)))?;
+        Ok(Account {
             name: self.name.clone(),
             groups: self.groups.clone(),
             anonymous: false,
@@ -126,7 +149,8 @@ impl UserRecord {
             upload_dirs: Vec::new(),
             max_sessions: self.max_sessions,
             module: MODULE_NAME,
-        }
+            rules,
+        })
     }
 }
 
@@ -215,6 +239,13 @@ pub const MIGRATIONS: &[&str] = &[
         position INTEGER NOT NULL,
         grp      TEXT NOT NULL,
         PRIMARY KEY (user, grp)
+    );",
+    // 2: the users' own permission rules.
+    "CREATE TABLE user_rules (
+        user     TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        rule     TEXT NOT NULL,
+        PRIMARY KEY (user, position)
     );",
 ];
 
@@ -326,6 +357,13 @@ impl SqliteUserStore {
             .query_map([&row.name], |r| r.get(0))
             .and_then(|rows| rows.collect::<Result<Vec<String>, _>>())
             .map_err(|e| self.err(e))?;
+        let mut stmt = conn
+            .prepare_cached("SELECT rule FROM user_rules WHERE user = ?1 ORDER BY position")
+            .map_err(|e| self.err(e))?;
+        let rules = stmt
+            .query_map([&row.name], |r| r.get(0))
+            .and_then(|rows| rows.collect::<Result<Vec<String>, _>>())
+            .map_err(|e| self.err(e))?;
         Ok(UserRecord {
             name: row.name,
             password_hash: row.password_hash,
@@ -336,6 +374,7 @@ impl SqliteUserStore {
             groups,
             read_only: row.read_only,
             max_sessions,
+            rules,
         })
     }
 }
@@ -416,6 +455,7 @@ impl UserStore for SqliteUserStore {
         .map_err(|e| self.err(e))?;
         tx.execute("DELETE FROM user_mounts WHERE user = ?1", [&record.name]).map_err(|e| self.err(e))?;
         tx.execute("DELETE FROM user_groups WHERE user = ?1", [&record.name]).map_err(|e| self.err(e))?;
+        tx.execute("DELETE FROM user_rules WHERE user = ?1", [&record.name]).map_err(|e| self.err(e))?;
         for (i, m) in record.mounts.iter().enumerate() {
             tx.execute(
                 "INSERT INTO user_mounts (user, position, virtual_path, real_path, read_only)
@@ -428,6 +468,13 @@ impl UserStore for SqliteUserStore {
             tx.execute(
                 "INSERT OR IGNORE INTO user_groups (user, position, grp) VALUES (?1, ?2, ?3)",
                 params![record.name, i as i64, g],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        for (i, rule) in record.rules.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO user_rules (user, position, rule) VALUES (?1, ?2, ?3)",
+                params![record.name, i as i64, rule],
             )
             .map_err(|e| self.err(e))?;
         }
@@ -479,9 +526,13 @@ impl Authenticator for UserDb {
     async fn authenticate(&self, request: &LoginRequest<'_>) -> AuthOutcome {
         let store = Arc::clone(&self.store);
         let user = request.user.to_owned();
-        let found = tokio::task::spawn_blocking(move || store.get(&user)).await;
-        let record = match found {
-            Ok(Ok(Some(record))) => record,
+        // Compiling the user's rules canonicalises paths: blocking too.
+        let found = tokio::task::spawn_blocking(move || {
+            store.get(&user).map(|r| r.map(|record| (record.to_account(), record)))
+        })
+        .await;
+        let (account, record) = match found {
+            Ok(Ok(Some(pair))) => pair,
             Ok(Ok(None)) => return AuthOutcome::NotMine,
             Ok(Err(e)) => return fail_closed(request.user, e.to_string()).await,
             Err(e) => return fail_closed(request.user, e.to_string()).await,
@@ -495,7 +546,13 @@ impl Authenticator for UserDb {
             tracing::info!(user = request.user, "login refused: account disabled");
             return AuthOutcome::Rejected;
         }
-        AuthOutcome::Accepted(Box::new(record.to_account()))
+        match account {
+            Ok(account) => AuthOutcome::Accepted(std::sync::Arc::new(account)),
+            Err(e) => {
+                tracing::error!(user = request.user, "login refused: {e}");
+                AuthOutcome::Rejected
+            }
+        }
     }
 }
 
@@ -517,6 +574,10 @@ mod tests {
         ];
         r.groups = vec!["staff".into(), "admins".into()];
         r.max_sessions = Some(3);
+        r.rules = vec![
+            format!(r#"{{ tree = "{}", deny = ["delete"] }}"#, dir.join("pub").display()),
+            format!(r#"{{ pattern = "{}/*.iso", allow = ["read-only"] }}"#, dir.display()),
+        ];
         r
     }
 
@@ -546,6 +607,7 @@ mod tests {
         alice2.mounts.truncate(1);
         alice2.groups = vec!["x".into()];
         alice2.max_sessions = None;
+        alice2.rules.remove(0);
         s.put(&alice2).unwrap();
         assert_eq!(s.get("alice").unwrap(), Some(alice2));
 
@@ -555,8 +617,10 @@ mod tests {
         assert_eq!(s.list().unwrap(), vec![bob]);
         // Cascade removed the children too.
         let conn = Connection::open(s.path()).unwrap();
-        let n: i64 = conn.query_row("SELECT COUNT(*) FROM user_mounts", [], |r| r.get(0)).unwrap();
-        assert_eq!(n, 0);
+        for table in ["user_mounts", "user_rules"] {
+            let n: i64 = conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)).unwrap();
+            assert_eq!(n, 0, "{table}");
+        }
     }
 
     #[test]
@@ -571,6 +635,29 @@ mod tests {
         assert_eq!(v, MIGRATIONS.len() as i64);
         let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn version_1_database_gains_user_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_version (version INTEGER NOT NULL);
+                 INSERT INTO schema_version VALUES (1);
+                 INSERT INTO users (name, password_hash, root) VALUES ('old', '$h', '/srv');",
+            )
+            .unwrap();
+        }
+        let s = SqliteUserStore::open(&path).unwrap();
+        let old = s.get("old").unwrap().unwrap();
+        assert!(old.rules.is_empty());
+        let mut with_rule = old.clone();
+        with_rule.rules = vec![r#"{ tree = "/srv", deny = ["delete"] }"#.into()];
+        s.put(&with_rule).unwrap();
+        assert_eq!(s.get("old").unwrap(), Some(with_rule));
     }
 
     #[test]
@@ -617,6 +704,9 @@ mod tests {
                     vec![MountSpec { virtual_path: "/x".into(), real_path: "tmp".into(), read_only: false }]
             }),
             Box::new(|r| r.groups = vec!["a b".into()]),
+            Box::new(|r| r.rules = vec![r#"{ tree = "/srv", allow = ["raed"] }"#.into()]),
+            Box::new(|r| r.rules = vec![r#"{ who = ["*"], tree = "/srv", allow = ["read"] }"#.into()]),
+            Box::new(|r| r.rules = vec!["nonsense".into()]),
         ];
         for (i, change) in cases.iter().enumerate() {
             let mut r = ok.clone();
@@ -649,12 +739,23 @@ mod tests {
                 assert_eq!(acc.groups, alice.groups);
                 assert_eq!(acc.max_sessions, Some(3));
                 assert!(acc.upload_dirs.is_empty());
+                assert_eq!(acc.rules.len(), 2);
+                assert_eq!(acc.rules[1].origin.to_string(), "`alice`'s own rule #2");
             }
             other => panic!("{other:?}"),
         }
         assert_eq!(db.authenticate(&login("alice", "wrong")).await, AuthOutcome::Rejected);
         assert_eq!(db.authenticate(&login("off", "right")).await, AuthOutcome::Rejected);
         assert_eq!(db.authenticate(&login("nobody", "x")).await, AuthOutcome::NotMine);
+        // A stored rule that no longer compiles refuses the login (fails closed).
+        Connection::open(s.path())
+            .unwrap()
+            .execute(
+                "UPDATE user_rules SET rule = '{ tree = \"/x\", deny = [\"gone\"] }' WHERE user = 'alice'",
+                [],
+            )
+            .unwrap();
+        assert_eq!(db.authenticate(&login("alice", "right")).await, AuthOutcome::Rejected);
         // A change by another process applies at the next login.
         s.delete("alice").unwrap();
         assert_eq!(db.authenticate(&login("alice", "right")).await, AuthOutcome::NotMine);

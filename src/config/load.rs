@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use super::{Config, AUTH_MODULES, PLANNED_AUTH_MODULES};
+use super::{Config, SourceLine, AUTH_MODULES, PERMISSION_MODULES, PLANNED_AUTH_MODULES};
 use crate::vfs::normalize;
 
 /// A configuration problem, already phrased for a person: file, line and
@@ -67,9 +67,13 @@ fn parse_and_validate(text: &str, origin: &Path, base: Option<&Path>) -> Result<
     check(&mut config, &Source { origin, text, spans }).map(|()| config)
 }
 
-/// Makes the file's relative paths relative to `base` (its directory).
+/// Makes the file's relative paths relative to `base` (its directory),
+/// rule paths included.
 fn resolve_relative(config: &mut Config, base: &Path) {
-    for p in [&mut config.anonymous.root, &mut config.userdb.path] {
+    for p in [&mut config.anonymous.root, &mut config.userdb.path]
+        .into_iter()
+        .chain(config.server.pid_file.as_mut())
+    {
         if p.is_relative() {
             *p = base.join(&*p);
         }
@@ -77,6 +81,13 @@ fn resolve_relative(config: &mut Config, base: &Path) {
     for p in [&mut config.tls.certificate, &mut config.tls.key].into_iter().flatten() {
         if p.is_relative() {
             *p = base.join(&*p);
+        }
+    }
+    for rule in &mut config.acl.rule {
+        for p in [&mut rule.path, &mut rule.tree, &mut rule.pattern].into_iter().flatten() {
+            if !p.is_empty() && Path::new(p.as_str()).is_relative() {
+                *p = base.join(p.as_str()).to_string_lossy().into_owned();
+            }
         }
     }
 }
@@ -88,6 +99,7 @@ pub const EXAMPLES: &[(&str, &str, &str)] = &[
     ("server", "a table (section)", "[server]"),
     ("server.listen", "an array of \"address:port\" strings", r#"listen = ["0.0.0.0:2121", "[::]:2121"]"#),
     ("server.banner", "a string", r#"banner = "Welcome to example.org""#),
+    ("server.pid_file", "a file path string", r#"pid_file = "/run/ferroftpd/ferroftpd.pid""#),
     ("limits", "a table (section)", "[limits]"),
     ("limits.max_clients", "a whole number", "max_clients = 10000"),
     ("limits.max_clients_per_ip", "a whole number", "max_clients_per_ip = 64"),
@@ -112,6 +124,30 @@ pub const EXAMPLES: &[(&str, &str, &str)] = &[
     ("anonymous.upload_dirs", "an array of absolute virtual paths", r#"upload_dirs = ["/incoming"]"#),
     ("userdb", "a table (section)", "[userdb]"),
     ("userdb.path", "a file path string", r#"path = "/var/lib/ferroftpd/users.db""#),
+    ("permissions", "a table (section)", "[permissions]"),
+    ("permissions.modules", "an array of module names: acl, account", r#"modules = ["acl", "account"]"#),
+    ("permissions.default", "\"allow\" or \"deny\"", r#"default = "allow""#),
+    ("acl", "a table (section) of [[acl.rule]] tables", "[acl]"),
+    (
+        "acl.rule",
+        "an array of rule tables, usually written [[acl.rule]]",
+        r#"rule = [{ who = ["*"], tree = "/srv/ftp/pub", allow = ["read-only"] }]"#,
+    ),
+    (
+        "acl.rule.who",
+        "an array of user names, \"@group\", \"anonymous\" or \"*\"",
+        r#"who = ["alice", "@staff"]"#,
+    ),
+    (
+        "acl.rule.path",
+        "a real path string (the file or directory itself)",
+        r#"path = "/srv/ftp/pub/secret.txt""#,
+    ),
+    ("acl.rule.tree", "a real directory path string (it and everything below)", r#"tree = "/srv/ftp/pub""#),
+    ("acl.rule.pattern", "a real path string with * ? or **", r#"pattern = "/srv/ftp/pub/**/*.iso""#),
+    ("acl.rule.allow", "an array of operation names", r#"allow = ["read-only", "write-new"]"#),
+    ("acl.rule.deny", "an array of operation names", r#"deny = ["delete", "overwrite"]"#),
+    ("acl.rule.only", "an array of operation names", r#"only = ["upload-only"]"#),
     ("tls", "a table (section)", "[tls]"),
     ("tls.certificate", "a PEM file path string", r#"certificate = "/etc/ferroftpd/cert.pem""#),
     ("tls.key", "a PEM file path string", r#"key = "/etc/ferroftpd/key.pem""#),
@@ -209,7 +245,19 @@ impl SpanTree {
     /// dotted keys (`limits.x = 1`) has no span covering all its keys.
     fn path_at(&self, offset: usize) -> Option<(String, bool)> {
         for (name, e) in &self.entries {
-            if let Node::Table(t) = &e.node {
+            let tables: Vec<&SpanTree> = match &e.node {
+                Node::Table(t) => vec![t],
+                // An array of tables (`[[acl.rule]]`): its keys read as `acl.rule.key`.
+                Node::Array(items) => items
+                    .iter()
+                    .filter_map(|(_, n)| match n {
+                        Node::Table(t) => Some(t),
+                        _ => None,
+                    })
+                    .collect(),
+                Node::Leaf => Vec::new(),
+            };
+            for t in tables {
                 if let Some((inner, is_table)) = t.path_at(offset) {
                     return Some((format!("{name}.{inner}"), is_table));
                 }
@@ -492,6 +540,52 @@ impl Source<'_> {
         self.locate(span, &format!("{key}: {what}"))
     }
 
+    /// The byte range of `[[acl.rule]]` number `index` (its first key when
+    /// the table itself has no span).
+    fn rule_span(&self, index: usize) -> Option<Range<usize>> {
+        let Node::Array(items) = &self.spans.entry("acl.rule")?.node else { return None };
+        let (span, node) = items.get(index)?;
+        if !span.is_empty() {
+            return Some(span.clone());
+        }
+        match node {
+            Node::Table(t) => {
+                t.entries.values().map(|e| e.key.clone()).filter(|k| !k.is_empty()).min_by_key(|k| k.start)
+            }
+            _ => None,
+        }
+    }
+
+    /// The 1-based line of `[[acl.rule]]` number `index`.
+    fn rule_line(&self, index: usize) -> Option<usize> {
+        let span = self.rule_span(index)?;
+        let start = floor_char_boundary(self.text, span.start.min(self.text.len()));
+        Some(self.text[..start].matches('\n').count() + 1)
+    }
+
+    /// A problem with `key` of `[[acl.rule]]` number `index` (element
+    /// `item` of its array if given), at the best place known.
+    fn at_rule(&self, index: usize, key: &str, item: Option<usize>, what: &str) -> String {
+        let table = self.spans.entry("acl.rule").and_then(|e| match &e.node {
+            Node::Array(items) => match items.get(index) {
+                Some((_, Node::Table(t))) => Some(t),
+                _ => None,
+            },
+            _ => None,
+        });
+        let entry = table.and_then(|t| t.entries.get(key));
+        let span = match (entry, item) {
+            (Some(e), Some(i)) => match &e.node {
+                Node::Array(items) => items.get(i).map(|(s, _)| s.clone()),
+                _ => Some(e.key.start..e.value.end),
+            },
+            (Some(e), None) => Some(e.key.start..e.value.end),
+            (None, _) => self.rule_span(index),
+        };
+        let span = span.filter(|s| !s.is_empty());
+        self.locate(span, &format!("acl.rule.{key}: {what}"))
+    }
+
     /// Like [`Source::at_key`], at element `index` of an array value.
     fn at_item(&self, key: &str, index: usize, what: &str) -> String {
         let item = self.spans.entry(key).and_then(|e| match &e.node {
@@ -603,6 +697,7 @@ fn check(config: &mut Config, src: &Source<'_>) -> Result<(), ConfigError> {
     }
 
     check_tls(config, src, &mut problems);
+    check_permissions(config, src, &mut problems);
 
     if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&config.log.level) {
         problems.push(src.at_key(
@@ -692,6 +787,38 @@ fn check_tls(config: &Config, src: &Source<'_>, problems: &mut Vec<String>) {
                      use another port, such as 990"
                 ),
             ));
+        }
+    }
+}
+
+/// `permissions.modules` names known modules once each; every rule
+/// compiles (and is stamped with its file and line for explanations).
+fn check_permissions(config: &mut Config, src: &Source<'_>, problems: &mut Vec<String>) {
+    let valid = PERMISSION_MODULES.join(", ");
+    for (i, name) in config.permissions.modules.iter().enumerate() {
+        let problem = if PERMISSION_MODULES.contains(&name.as_str()) {
+            if config.permissions.modules[..i].contains(name) {
+                format!("module `{name}` is listed twice\n = list each module once")
+            } else {
+                continue;
+            }
+        } else {
+            let mut p = format!("unknown module `{}`\n = valid modules: {valid}", name.escape_debug());
+            if let Some(g) = closest(name, PERMISSION_MODULES) {
+                let _ = write!(p, "\n = did you mean `{g}`?");
+            }
+            p
+        };
+        problems.push(src.at_item("permissions.modules", i, &problem));
+    }
+    for i in 0..config.acl.rule.len() {
+        let origin = SourceLine { file: src.origin.to_path_buf(), line: src.rule_line(i) };
+        let Some(spec) = config.acl.rule.get_mut(i) else { continue };
+        spec.origin = Some(origin);
+        if let Err(errors) = crate::perm::rules::compile(spec, i) {
+            for e in errors {
+                problems.push(src.at_rule(i, e.key, e.item, &e.message));
+            }
         }
     }
 }
@@ -996,6 +1123,62 @@ mod tests {
         assert!(e.contains("tls.exempt_listen: 127.0.0.1:21 is not in server.listen"), "{e}");
         let e = load(&format!("{good}implicit_listen = [\"127.0.0.1:2121\"]\n")).unwrap_err().0;
         assert!(e.contains("tls.implicit_listen: 127.0.0.1:2121 is also in server.listen"), "{e}");
+    }
+
+    #[test]
+    fn rules_carry_their_line_and_resolve_relative_paths() {
+        let c = parse(
+            "[auth]\nchain = [\"anonymous\"]\n\n[[acl.rule]]\nwho = [\"*\"]\ntree = \"ftp-root\"\nallow = [\"read-only\"]\n\n\
+             # the second\n[[acl.rule]]\nwho = [\"anonymous\"]\npattern = \"ftp-root/**/*.iso\"\ndeny = [\"read\"]\n",
+        )
+        .unwrap();
+        let lines: Vec<_> = c.acl.rule.iter().map(|r| r.origin.as_ref().and_then(|o| o.line)).collect();
+        assert_eq!(lines, [Some(4), Some(10)]);
+        assert!(c.acl.rule[0].origin.as_ref().unwrap().file.ends_with("ferroftpd.toml"));
+        let tree = c.acl.rule[0].tree.as_deref().unwrap();
+        assert!(Path::new(tree).is_absolute() && tree.ends_with("ftp-root"), "{tree}");
+        assert!(c.acl.rule[1].pattern.as_deref().unwrap().ends_with("ftp-root/**/*.iso"));
+        // Inline array form too.
+        let c = parse("[acl]\nrule = [\n  { who = [\"*\"], tree = \"/srv\", allow = [\"read\"] },\n  { who = [\"*\"], tree = \"/srv\", deny = [\"delete\"] },\n]\n").unwrap();
+        let lines: Vec<_> = c.acl.rule.iter().map(|r| r.origin.as_ref().and_then(|o| o.line)).collect();
+        assert_eq!(lines, [Some(3), Some(4)]);
+    }
+
+    #[test]
+    fn bad_rules_point_at_the_key_and_item() {
+        let e = error("[[acl.rule]]\nwho = [\"*\"]\ntree = \"/srv\"\nallow = [\"read\", \"raed\"]\n");
+        assert!(e.contains("ferroftpd.toml:4:18: acl.rule.allow: unknown operation `raed`"), "{e}");
+        assert!(e.contains("did you mean `read`?") && e.contains("valid operations: list, read,"), "{e}");
+
+        let e = error("[[acl.rule]]\nwho = [\"*\"]\nallow = [\"read\"]\n\n[[acl.rule]]\nwho = [\"*\"]\npath = \"/srv/\"\ndeny = [\"read\"]\n");
+        assert!(e.contains(":1:1: acl.rule.path: the rule names no place"), "{e}");
+        assert!(
+            e.contains(":7:1: acl.rule.path: `/srv/` ends with `/`") && e.contains("tree = \"/srv\""),
+            "{e}"
+        );
+
+        let e = error("[[acl.rule]]\nwho = [\"*\"]\ntree = \"/srv\"\nalow = [\"read\"]\n");
+        assert!(e.contains(":4:1: unknown key `alow` in [acl.rule]"), "{e}");
+        assert!(e.contains("did you mean `allow`?"), "{e}");
+
+        let e = error("[[acl.rule]]\nwho = \"alice\"\ntree = \"/srv\"\nallow = [\"read\"]\n");
+        assert!(e.contains(":2:7:") && e.contains("who = [\"alice\", \"@staff\"]"), "{e}");
+
+        let e = error("[permissions]\nmodules = [\"acl\", \"acount\"]\ndefault = \"deny\"\n");
+        assert!(e.contains(":2:19: permissions.modules: unknown module `acount`"), "{e}");
+        assert!(e.contains("did you mean `account`?"), "{e}");
+        let e = error("[permissions]\ndefault = \"maybe\"\n");
+        assert!(e.contains(":2:11:") && e.contains("default = \"allow\""), "{e}");
+        parse("[permissions]\nmodules = [\"acl\"]\ndefault = \"deny\"\n").unwrap();
+    }
+
+    #[test]
+    fn rules_built_in_code_name_their_origin() {
+        let mut c = Config::default();
+        c.anonymous.root = std::env::temp_dir();
+        c.acl.rule.push(crate::config::RuleSpec { who: vec!["*".into()], ..Default::default() });
+        let e = validate(&mut c, Path::new("built-in")).unwrap_err().0;
+        assert!(e.contains("built-in: acl.rule.path: the rule names no place"), "{e}");
     }
 
     #[test]

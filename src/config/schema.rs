@@ -17,6 +17,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub anonymous: AnonymousConfig,
     pub userdb: UserDbConfig,
+    pub permissions: PermissionsConfig,
+    pub acl: AclConfig,
     pub tls: TlsConfig,
     pub log: LogConfig,
 }
@@ -28,6 +30,9 @@ pub struct ServerConfig {
     pub listen: Vec<SocketAddr>,
     /// The 220 greeting; `\n` makes it multi-line.
     pub banner: String,
+    /// File the server writes its process id to, so `ferroftpd reload`
+    /// knows whom to signal.
+    pub pid_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -35,6 +40,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 2121))],
             banner: "ferroftpd ready".to_string(),
+            pid_file: None,
         }
     }
 }
@@ -161,6 +167,88 @@ impl Default for UserDbConfig {
     }
 }
 
+/// Permission modules `permissions.modules` may name.
+pub const PERMISSION_MODULES: &[&str] = &["acl", "account"];
+
+/// How permission checks are put together. Read-only virtual directories
+/// always refuse changes first; then each module in `modules` may decide;
+/// when none does, `default` applies.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PermissionsConfig {
+    /// `acl`: the rules ([[acl.rule]] and the user's own); decides when a
+    /// rule names the operation and matches. `account`: the account's own
+    /// settings (read-only accounts, anonymous upload directories).
+    pub modules: Vec<String>,
+    /// When no module decides.
+    pub default: DefaultDecision,
+}
+
+impl Default for PermissionsConfig {
+    fn default() -> Self {
+        PermissionsConfig { modules: vec!["acl".into(), "account".into()], default: DefaultDecision::Allow }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DefaultDecision {
+    #[default]
+    Allow,
+    Deny,
+}
+
+impl DefaultDecision {
+    pub fn name(self) -> &'static str {
+        match self {
+            DefaultDecision::Allow => "allow",
+            DefaultDecision::Deny => "deny",
+        }
+    }
+}
+
+/// The ACL module's rules.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AclConfig {
+    /// `[[acl.rule]]` tables, in file order.
+    pub rule: Vec<RuleSpec>,
+}
+
+/// One rule as written (in the file, or in the user database for one
+/// user). [`crate::perm::rules::compile`] checks and compiles it.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuleSpec {
+    /// User names, `@group`, `anonymous` (the anonymous module's users) or
+    /// `*` (everyone). Left out in a user's own rules.
+    pub who: Vec<String>,
+    /// A real path: the file or directory itself, not what is below it.
+    pub path: Option<String>,
+    /// A real directory and everything below it.
+    pub tree: Option<String>,
+    /// A real path with wildcards: `*` and `?` within a name, `**` for any
+    /// number of directories.
+    pub pattern: Option<String>,
+    /// Operations (or shorthands) the rule allows.
+    pub allow: Vec<String>,
+    /// Operations (or shorthands) the rule denies.
+    pub deny: Vec<String>,
+    /// Operations the rule allows; it denies every other one.
+    pub only: Vec<String>,
+    /// Where the rule was written, filled in by the loader.
+    #[serde(skip)]
+    pub origin: Option<SourceLine>,
+}
+
+/// A place in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceLine {
+    pub file: PathBuf,
+    /// 1-based; `None` when the text is unknown (a config built in code).
+    pub line: Option<usize>,
+}
+
 /// FTPS (RFC 4217). TLS is off unless `certificate` and `key` are given;
 /// then it is offered (AUTH TLS, and implicit TLS on `implicit_listen`) and,
 /// by default, optional.
@@ -201,13 +289,6 @@ impl Default for TlsConfig {
             exempt_listen: Vec::new(),
             require_session_reuse: true,
         }
-    }
-}
-
-impl TlsConfig {
-    /// True when a certificate is configured.
-    pub fn enabled(&self) -> bool {
-        self.certificate.is_some()
     }
 }
 

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use crate::auth::AuthChain;
 use crate::config::Config;
 use crate::data::PassivePorts;
-use crate::perm::{BasicPermissions, Permissions};
+use crate::perm::Permissions;
 use crate::tls::TlsSetup;
 use limits::{Admission, Limits};
 
@@ -37,7 +37,7 @@ pub struct Live {
 
 impl Live {
     fn new(config: Config, auth: AuthChain) -> anyhow::Result<Live> {
-        let perms: Arc<dyn Permissions> = Arc::new(BasicPermissions);
+        let perms: Arc<dyn Permissions> = crate::perm::build_permissions(&config)?;
         let tls = match (&config.tls.certificate, &config.tls.key) {
             (Some(cert), Some(key)) => Some(TlsSetup::load(cert, key)?),
             (None, None) => None,

@@ -24,20 +24,24 @@ impl PermView {
 
     /// RFC 3659 `perm` letters for an entry.
     pub fn perm_fact(&self, vpath: &str, real: &Path, read_only_mount: bool, is_dir: bool) -> String {
-        let may = |op, path: &str| self.allows(op, path, real, read_only_mount);
         let mut out = String::with_capacity(8);
         if is_dir {
+            // Rights over a new entry inside, asked of a stand-in name: the
+            // rules name real paths, so the child's real path is needed too.
             let child = format!("{}/x", vpath.trim_end_matches('/'));
-            for (letter, op, path) in [
-                ('e', Operation::ChangeDir, vpath),
-                ('l', Operation::List, vpath),
-                ('c', Operation::Write, child.as_str()),
-                ('m', Operation::MakeDir, child.as_str()),
-                ('p', Operation::Delete, child.as_str()),
-                ('d', Operation::RemoveDir, vpath),
-                ('f', Operation::RenameFrom, vpath),
+            let child_real = real.join("x");
+            for (letter, op, inside) in [
+                ('e', Operation::ChangeDir, false),
+                ('l', Operation::List, false),
+                ('c', Operation::Write, true),
+                ('m', Operation::MakeDir, true),
+                ('p', Operation::Delete, true),
+                ('d', Operation::RemoveDir, false),
+                ('f', Operation::RenameFrom, false),
             ] {
-                if may(op, path) {
+                let (path, real) =
+                    if inside { (child.as_str(), child_real.as_path()) } else { (vpath, real) };
+                if self.allows(op, path, real, read_only_mount) {
                     out.push(letter);
                 }
             }
@@ -49,7 +53,7 @@ impl PermView {
                 ('d', Operation::Delete),
                 ('f', Operation::RenameFrom),
             ] {
-                if may(op, vpath) {
+                if self.allows(op, vpath, real, read_only_mount) {
                     out.push(letter);
                 }
             }

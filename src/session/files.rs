@@ -10,6 +10,7 @@ use super::user::Ctx;
 use crate::perm::Operation;
 use crate::proto::listing;
 use crate::proto::Reply;
+use crate::vfs::path::split_parent;
 use crate::vfs::Metadata;
 
 impl Ctx<'_> {
@@ -68,7 +69,10 @@ impl Ctx<'_> {
         let to = self.vpath(arg)?;
         self.refuse_mount_point(&to)?;
         let source = self.authorize(Operation::RenameFrom, &from)?;
-        let target = self.authorize(Operation::RenameTo, &to)?;
+        // rename-to is a right of the directory the name goes into.
+        let (to_dir, _) = split_parent(&to).ok_or_else(super::errors::permission_denied)?;
+        self.authorize(Operation::RenameTo, to_dir)?;
+        let target = self.user.vfs.resolve(&to).ok_or_else(super::errors::permission_denied)?;
         if !std::ptr::eq(source.mount, target.mount) {
             return Err(Reply::new(553, "Cannot rename across virtual directories."));
         }

@@ -1,6 +1,5 @@
 //! USER, PASS, REIN.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::user::LoggedIn;
@@ -62,13 +61,7 @@ impl Session {
         let cwd = initial_dir(&vfs, &account).await;
         tracing::info!(user = %account.name, module = account.module, cwd = %cwd, "login");
         let text = if account.anonymous { "Anonymous access granted." } else { "Login successful." };
-        self.user = Some(Box::new(LoggedIn {
-            account: Arc::new(*account),
-            vfs,
-            cwd,
-            rename_from: None,
-            _guard: guard,
-        }));
+        self.user = Some(Box::new(LoggedIn { account, vfs, cwd, rename_from: None, _guard: guard }));
         self.failures = 0;
         Reply::new(230, text).into()
     }
@@ -94,10 +87,13 @@ impl Session {
     }
 }
 
-async fn build_vfs(account: &Account) -> Result<Vfs, crate::vfs::StorageError> {
+async fn build_vfs(account: &Account) -> Result<std::sync::Arc<Vfs>, crate::vfs::StorageError> {
+    if let Some(vfs) = Vfs::shared_local_if_open(&account.root, &account.mounts) {
+        return Ok(vfs);
+    }
     let root = account.root.clone();
     let mounts = account.mounts.clone();
-    match tokio::task::spawn_blocking(move || Vfs::local(&root, &mounts, false)).await {
+    match tokio::task::spawn_blocking(move || Vfs::shared_local(&root, &mounts)).await {
         Ok(result) => result,
         Err(e) => Err(crate::vfs::StorageError::new(crate::vfs::StorageErrorKind::Other, e.to_string())),
     }
@@ -108,6 +104,9 @@ async fn initial_dir(vfs: &Vfs, account: &Account) -> String {
     let Ok(dir) = vfs::normalize("/", &account.initial_dir) else {
         return "/".to_string();
     };
+    if dir == "/" {
+        return dir;
+    }
     if let Some(resolved) = vfs.resolve(&dir) {
         if let Ok(meta) = resolved.mount.storage.metadata(resolved.rel).await {
             if meta.is_dir() {

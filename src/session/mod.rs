@@ -129,9 +129,11 @@ struct Session {
     pending_user: Option<String>,
     failures: u32,
     params: Params,
-    transfer: Option<Transfer>,
+    /// Boxed, like everything that exists only while something happens, so
+    /// an idle session stays small.
+    transfer: Option<Box<Transfer>>,
     /// A command that arrived during a transfer and waits for its end.
-    deferred: Option<Command>,
+    deferred: Option<Box<Command>>,
     _guard: ConnectionGuard,
 }
 
@@ -159,7 +161,7 @@ impl Session {
             };
             if self.transfer.is_none() {
                 if let Some(cmd) = self.deferred.take() {
-                    if !self.execute(cmd).await {
+                    if !self.execute(*cmd).await {
                         break;
                     }
                     continue;
@@ -184,34 +186,8 @@ impl Session {
                     }
                 }
             };
-            let keep_going = match event {
-                Event::Input(Ok(Incoming::Line(line))) => self.on_line(&line).await,
-                Event::Input(Ok(Incoming::TooLong)) => {
-                    tracing::warn!("command line too long");
-                    self.reply(Reply::new(500, "Command line too long.")).await
-                }
-                Event::Input(Ok(Incoming::Closed)) => {
-                    tracing::debug!("client closed the control connection");
-                    false
-                }
-                Event::Input(Err(e)) => {
-                    tracing::debug!(error = %e, "control connection failed");
-                    false
-                }
-                Event::TransferDone(done) => match self.transfer.take() {
-                    Some(t) => {
-                        let reply = Box::pin(self.finish_transfer(t, done)).await;
-                        self.reply(reply).await
-                    }
-                    None => true,
-                },
-                Event::Timeout => {
-                    let what = if self.user.is_some() { "idle" } else { "login" };
-                    tracing::info!(timeout = what, "closing inactive session");
-                    let _ = self.control.send(&Reply::new(421, "Timeout: closing control connection.")).await;
-                    false
-                }
-            };
+            // Boxed: handling an event needs far more state than waiting for one.
+            let keep_going = Box::pin(self.on_event(event)).await;
             if !keep_going {
                 break;
             }
@@ -221,6 +197,38 @@ impl Session {
         }
         self.control.shutdown().await;
         tracing::info!(user = self.user.as_ref().map(|u| u.account.name.as_str()), "disconnected");
+    }
+
+    /// Acts on one event of the loop; false ends the session.
+    async fn on_event(&mut self, event: Event) -> bool {
+        match event {
+            Event::Input(Ok(Incoming::Line(line))) => self.on_line(&line).await,
+            Event::Input(Ok(Incoming::TooLong)) => {
+                tracing::warn!("command line too long");
+                self.reply(Reply::new(500, "Command line too long.")).await
+            }
+            Event::Input(Ok(Incoming::Closed)) => {
+                tracing::debug!("client closed the control connection");
+                false
+            }
+            Event::Input(Err(e)) => {
+                tracing::debug!(error = %e, "control connection failed");
+                false
+            }
+            Event::TransferDone(done) => match self.transfer.take() {
+                Some(t) => {
+                    let reply = Box::pin(self.finish_transfer(*t, done)).await;
+                    self.reply(reply).await
+                }
+                None => true,
+            },
+            Event::Timeout => {
+                let what = if self.user.is_some() { "idle" } else { "login" };
+                tracing::info!(timeout = what, "closing inactive session");
+                let _ = self.control.send(&Reply::new(421, "Timeout: closing control connection.")).await;
+                false
+            }
+        }
     }
 
     /// Sends a reply; false if the connection is gone.
@@ -256,7 +264,7 @@ impl Session {
                 Command::Noop => return self.reply(Reply::new(200, "NOOP ok; transfer in progress.")).await,
                 other => {
                     // Answered in order once the transfer ends.
-                    self.deferred = Some(other);
+                    self.deferred = Some(Box::new(other));
                     return true;
                 }
             }
@@ -275,7 +283,7 @@ impl Session {
                 false
             }
             Outcome::Transfer(preliminary, transfer) => {
-                self.transfer = Some(transfer);
+                self.transfer = Some(Box::new(transfer));
                 self.reply(preliminary).await
             }
             Outcome::StartTls(reply) => {

@@ -16,7 +16,8 @@ use crate::vfs::{self, Resolved, Vfs};
 #[derive(Debug)]
 pub(super) struct LoggedIn {
     pub account: Arc<Account>,
-    pub vfs: Vfs,
+    /// Shared with other sessions of the same tree.
+    pub vfs: Arc<Vfs>,
     /// Current virtual directory, normalised.
     pub cwd: String,
     /// Normalised virtual path named by RNFR.

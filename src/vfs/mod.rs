@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 /// One virtual directory of an account, as configured.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct MountSpec {
     /// Normalised virtual path, e.g. `/pub`.
     pub virtual_path: String,
@@ -30,6 +30,21 @@ pub struct MountSpec {
     pub real_path: PathBuf,
     /// Refuse every modification below this mount.
     pub read_only: bool,
+}
+
+/// Identifies a local tree for sharing between sessions.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct TreeKey {
+    root: PathBuf,
+    mounts: Vec<MountSpec>,
+}
+
+type OpenTrees = std::collections::HashMap<TreeKey, std::sync::Weak<Vfs>>;
+
+fn open_trees() -> std::sync::MutexGuard<'static, OpenTrees> {
+    static TREES: std::sync::OnceLock<std::sync::Mutex<OpenTrees>> = std::sync::OnceLock::new();
+    let trees = TREES.get_or_init(Default::default);
+    trees.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A mounted backend in a session's tree.
@@ -84,6 +99,30 @@ impl Vfs {
             });
         }
         Ok(Vfs::from_mounts(list))
+    }
+
+    /// The tree for `root` and `mounts`, shared with every other session
+    /// that has the same ones (all anonymous sessions, say): one directory
+    /// handle and one set of mounts for all of them instead of one each.
+    /// Blocking when the tree is not open yet.
+    pub fn shared_local(root: &std::path::Path, mounts: &[MountSpec]) -> Result<Arc<Vfs>, StorageError> {
+        if let Some(vfs) = Vfs::shared_local_if_open(root, mounts) {
+            return Ok(vfs);
+        }
+        let vfs = Arc::new(Vfs::local(root, mounts, false)?);
+        let mut trees = open_trees();
+        // Drop entries of trees no session uses any more, now and then.
+        if trees.len() >= 64 && trees.len().is_power_of_two() {
+            trees.retain(|_, tree| tree.strong_count() > 0);
+        }
+        trees.insert(TreeKey { root: root.to_path_buf(), mounts: mounts.to_vec() }, Arc::downgrade(&vfs));
+        Ok(vfs)
+    }
+
+    /// [`Vfs::shared_local`] without I/O: the tree if a session has it open.
+    pub fn shared_local_if_open(root: &std::path::Path, mounts: &[MountSpec]) -> Option<Arc<Vfs>> {
+        let key = TreeKey { root: root.to_path_buf(), mounts: mounts.to_vec() };
+        open_trees().get(&key).and_then(std::sync::Weak::upgrade)
     }
 
     pub fn from_mounts(mut mounts: Vec<Mount>) -> Vfs {
