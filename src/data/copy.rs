@@ -51,6 +51,11 @@ async fn timed<T>(
 }
 
 /// Sends a file to the data connection; returns the bytes sent on the wire.
+///
+/// Two buffers of the configured size: the next chunk is read from storage
+/// while the current one is written (and, in TLS, encrypted), so neither
+/// the blocking-pool round trip of a file read nor the socket waits for the
+/// other. This is the path of every TLS download.
 pub async fn send_file<W: AsyncWrite + Unpin>(
     reader: Reader,
     socket: &mut W,
@@ -63,24 +68,26 @@ pub async fn send_file<W: AsyncWrite + Unpin>(
         Reader::File(file) => Box::pin(tokio::fs::File::from_std(file)),
         Reader::Stream(stream) => stream,
     };
-    let mut buf = vec![0u8; buffer_size.max(512)];
+    let size = buffer_size.max(512);
+    let mut current = vec![0u8; size];
+    let mut next = vec![0u8; size];
     let mut converted = Vec::new();
     let mut prev_cr = false;
     let mut total = 0u64;
-    loop {
-        let n = source.read(&mut buf).await.map_err(|e| TransferError::Storage(e.into()))?;
-        if n == 0 {
-            break;
-        }
+    let mut n = source.read(&mut current).await.map_err(|e| TransferError::Storage(e.into()))?;
+    while n > 0 {
         let chunk = if ascii_mode {
-            ascii::to_network(&buf[..n], &mut prev_cr, &mut converted);
+            ascii::to_network(&current[..n], &mut prev_cr, &mut converted);
             &converted[..]
         } else {
-            &buf[..n]
+            &current[..n]
         };
-        timed(stall, socket.write_all(chunk)).await?;
+        let (read, written) = tokio::join!(source.read(&mut next), timed(stall, socket.write_all(chunk)));
+        written?;
         total += chunk.len() as u64;
         progress.add(chunk.len() as u64);
+        n = read.map_err(|e| TransferError::Storage(e.into()))?;
+        std::mem::swap(&mut current, &mut next);
     }
     timed(stall, socket.flush()).await?;
     timed(stall, socket.shutdown()).await?;
