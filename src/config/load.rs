@@ -107,6 +107,23 @@ pub const EXAMPLES: &[(&str, &str, &str)] = &[
     ("limits.max_login_failures", "a whole number", "max_login_failures = 3"),
     ("limits.failed_login_delay_ms", "a whole number of milliseconds", "failed_login_delay_ms = 1000"),
     ("limits.max_line_length", "a whole number of bytes, at least 512", "max_line_length = 2048"),
+    (
+        "limits.hashing_memory",
+        "a size string (\"64 MiB\"), at least one hash's memory (19 MiB)",
+        r#"hashing_memory = "64 MiB""#,
+    ),
+    ("limits.commands_per_second", "a whole number (0: no limit)", "commands_per_second = 100"),
+    ("limits.command_burst", "a whole number of commands", "command_burst = 200"),
+    (
+        "limits.max_throttled_seconds",
+        "a whole number of seconds (0: never close)",
+        "max_throttled_seconds = 30",
+    ),
+    ("ban", "a table (section)", "[ban]"),
+    ("ban.max_failures", "a whole number (0: never ban)", "max_failures = 10"),
+    ("ban.window", "a whole number of seconds", "window = 600"),
+    ("ban.duration", "a whole number of seconds", "duration = 900"),
+    ("ban.allow", "an array of address or network strings", r#"allow = ["127.0.0.1", "192.0.2.0/24"]"#),
     ("timeouts", "a table (section)", "[timeouts]"),
     ("timeouts.login", "a whole number of seconds", "login = 60"),
     ("timeouts.idle", "a whole number of seconds", "idle = 300"),
@@ -638,6 +655,8 @@ fn check(config: &mut Config, src: &Source<'_>) -> Result<(), ConfigError> {
         ));
     }
 
+    check_defences(config, src, &mut problems);
+
     let [first, last] = config.passive.port_range;
     if first > last {
         problems.push(src.at_key(
@@ -713,6 +732,42 @@ fn check(config: &mut Config, src: &Source<'_>) -> Result<(), ConfigError> {
         Ok(())
     } else {
         Err(ConfigError(problems.join("\n\n")))
+    }
+}
+
+/// The brute-force and exhaustion defences: values that would disable a
+/// defence by accident, or make every login impossible.
+fn check_defences(config: &Config, src: &Source<'_>, problems: &mut Vec<String>) {
+    let limits = &config.limits;
+    let one_hash = crate::auth::password::hash_memory_bytes();
+    if limits.hashing_memory.bytes() < one_hash {
+        problems.push(src.at_key(
+            "limits.hashing_memory",
+            &format!(
+                "{} is less than one password verification needs ({})\n \
+                 = write, for example: hashing_memory = \"64 MiB\"",
+                limits.hashing_memory,
+                super::ByteSize(one_hash)
+            ),
+        ));
+    }
+    if limits.commands_per_second > 0 && limits.command_burst == 0 {
+        problems.push(src.at_key(
+            "limits.command_burst",
+            "0 lets no command through\n = write, for example: command_burst = 200",
+        ));
+    }
+    let ban = &config.ban;
+    if ban.max_failures > 0 {
+        for (key, value) in [("ban.window", ban.window), ("ban.duration", ban.duration)] {
+            if value == 0 {
+                problems.push(src.at_key(
+                    key,
+                    "0 seconds makes the ban useless\n = set ban.max_failures = 0 to turn banning off, \
+                     or write a number of seconds",
+                ));
+            }
+        }
     }
 }
 

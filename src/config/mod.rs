@@ -3,6 +3,8 @@
 
 pub mod load;
 pub mod schema;
+pub mod types;
 
 pub use load::{load_file, parse_str, validate, ConfigError};
 pub use schema::*;
+pub use types::{ByteSize, Cidr};

@@ -6,11 +6,14 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::types::{ByteSize, Cidr};
+
 #[derive(Debug, Clone, Deserialize, Default, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
     pub limits: LimitsConfig,
+    pub ban: BanConfig,
     pub timeouts: TimeoutsConfig,
     pub passive: PassiveConfig,
     pub transfer: TransferConfig,
@@ -61,6 +64,16 @@ pub struct LimitsConfig {
     pub failed_login_delay_ms: u64,
     /// Longest command line accepted, in bytes (at least 512).
     pub max_line_length: usize,
+    /// Memory all password verifications running at once may use together
+    /// (argon2's memory cost × concurrency); more logins wait their turn.
+    pub hashing_memory: ByteSize,
+    /// Commands a session may send per second, on average (0: no limit).
+    pub commands_per_second: u32,
+    /// Commands a session may send at once above that rate.
+    pub command_burst: u32,
+    /// Seconds a session may keep the command limit delaying it without a
+    /// break before it is closed with 421 (0: only delay, never close).
+    pub max_throttled_seconds: u64,
 }
 
 impl Default for LimitsConfig {
@@ -72,7 +85,33 @@ impl Default for LimitsConfig {
             max_login_failures: 3,
             failed_login_delay_ms: 1000,
             max_line_length: 2048,
+            hashing_memory: ByteSize::mib(64),
+            commands_per_second: 100,
+            command_burst: 200,
+            max_throttled_seconds: 30,
         }
+    }
+}
+
+/// Brute-force defence: an address with too many failed logins within a
+/// window is banned for a while (refused at connect with 421).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BanConfig {
+    /// Failed logins from one address (an IPv6 /64) within `window` that
+    /// ban it (0: never ban).
+    pub max_failures: u32,
+    /// Seconds over which failed logins are counted.
+    pub window: u64,
+    /// Seconds a ban lasts.
+    pub duration: u64,
+    /// Addresses and networks never banned.
+    pub allow: Vec<Cidr>,
+}
+
+impl Default for BanConfig {
+    fn default() -> Self {
+        BanConfig { max_failures: 10, window: 600, duration: 900, allow: Vec::new() }
     }
 }
 

@@ -4,6 +4,7 @@
 //! (`server.listen`, with AUTH TLS when configured) or implicit TLS
 //! (`tls.implicit_listen`, handshake before the greeting).
 
+pub mod ban;
 pub mod limits;
 
 use std::net::SocketAddr;
@@ -65,6 +66,8 @@ pub struct Shared {
     /// Fixed at start: a new range needs a restart.
     pub passive: PassivePorts,
     pub limits: Limits,
+    /// Failed logins per address and the addresses banned for them.
+    pub bans: ban::BanList,
 }
 
 impl Shared {
@@ -92,6 +95,7 @@ impl Shared {
         }
         let auth = crate::auth::build_chain(&config)?;
         let live = Arc::new(Live::new(config, auth)?);
+        crate::auth::password::set_memory_budget(live.config.limits.hashing_memory.bytes());
         match self.live.write() {
             Ok(mut guard) => *guard = live,
             Err(poisoned) => *poisoned.into_inner() = live,
@@ -120,6 +124,7 @@ impl Server {
     ) -> anyhow::Result<Server> {
         let live = Live::new(config, auth)?;
         let config = &live.config;
+        crate::auth::password::set_memory_budget(config.limits.hashing_memory.bytes());
         let mut listeners = Vec::new();
         let plain = config.server.listen.iter().map(|a| (a, false));
         let implicit = config.tls.implicit_listen.iter().map(|a| (a, true));
@@ -131,6 +136,7 @@ impl Server {
         let shared = Arc::new(Shared {
             passive: PassivePorts::new(config.passive.port_range),
             limits: Limits::default(),
+            bans: ban::BanList::default(),
             config_path,
             live: RwLock::new(Arc::new(live)),
         });
@@ -175,9 +181,7 @@ impl Server {
 
 /// Binds and serves until Ctrl-C / SIGTERM; SIGHUP reloads `config_path`.
 pub async fn run(config: Config, auth: AuthChain, config_path: Option<PathBuf>) -> anyhow::Result<()> {
-    if auth.module_names().contains(&"anonymous") {
-        sweep_stale_uploads(config.anonymous.root.clone()).await;
-    }
+    sweep_stale_uploads(upload_roots(&config, &auth.module_names())).await;
     let server = Server::bind_with_source(config, auth, config_path).await?;
     for addr in server.local_addrs() {
         tracing::info!(%addr, "listening");
@@ -220,15 +224,52 @@ fn spawn_reload_on_hangup(shared: Arc<Shared>) {
 #[cfg(not(unix))]
 fn spawn_reload_on_hangup(_shared: Arc<Shared>) {}
 
+/// Every real directory uploads can land in: the anonymous root and each
+/// virtual user's root and writable mounts (read from the user database).
+fn upload_roots(config: &Config, modules: &[&str]) -> Vec<PathBuf> {
+    let mut roots = Vec::new();
+    if modules.contains(&"anonymous") {
+        roots.push(config.anonymous.root.clone());
+    }
+    if modules.contains(&"userdb") {
+        use crate::auth::userdb::{SqliteUserStore, UserStore as _};
+        match SqliteUserStore::open_existing(&config.userdb.path).and_then(|db| db.list()) {
+            Ok(users) => {
+                for user in users {
+                    roots.push(user.root.clone());
+                    roots.extend(user.mounts.iter().filter(|m| !m.read_only).map(|m| m.real_path.clone()));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot list users to sweep their stale uploads"),
+        }
+    }
+    roots.sort();
+    roots.dedup();
+    roots
+}
+
 /// Removes replacement uploads left behind by a crash (the old files they
 /// would have replaced are intact).
-async fn sweep_stale_uploads(root: std::path::PathBuf) {
-    let swept = tokio::task::spawn_blocking(move || crate::vfs::local::remove_stale_uploads(&root)).await;
-    match swept {
-        Ok(Ok(0)) => {}
-        Ok(Ok(n)) => tracing::info!(removed = n, "removed stale temporary uploads"),
-        Ok(Err(e)) => tracing::warn!(error = %e, "cannot sweep stale temporary uploads"),
-        Err(e) => tracing::warn!(error = %e, "stale upload sweep failed"),
+async fn sweep_stale_uploads(roots: Vec<PathBuf>) {
+    let swept = tokio::task::spawn_blocking(move || {
+        roots
+            .iter()
+            .map(|root| (root.clone(), crate::vfs::local::remove_stale_uploads(root)))
+            .collect::<Vec<_>>()
+    })
+    .await;
+    let Ok(results) = swept else {
+        tracing::warn!("stale upload sweep failed");
+        return;
+    };
+    for (root, result) in results {
+        match result {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(root = %root.display(), removed = n, "removed stale temporary uploads"),
+            Err(e) => {
+                tracing::warn!(root = %root.display(), error = %e, "cannot sweep stale temporary uploads")
+            }
+        }
     }
 }
 
@@ -267,7 +308,12 @@ async fn accept_loop(
                 continue;
             }
         };
-        match shared.limits.admit(peer.ip(), &shared.live().config.limits) {
+        let live = shared.live();
+        if let Some(left) = shared.bans.banned(peer.ip(), &live.config.ban) {
+            ban::refuse(stream, peer, left, info.implicit_tls);
+            continue;
+        }
+        match shared.limits.admit(peer.ip(), &live.config.limits) {
             Admission::Admitted(guard) => {
                 let shared = shared.clone();
                 tokio::spawn(async move {

@@ -7,6 +7,7 @@ use super::{Outcome, Params, Session};
 use crate::auth::chain::LoginResult;
 use crate::auth::{Account, LoginRequest};
 use crate::proto::Reply;
+use crate::server::ban::FailureVerdict;
 use crate::vfs::{self, Vfs};
 
 impl Session {
@@ -68,8 +69,15 @@ impl Session {
 
     async fn login_failed(&mut self) -> Outcome {
         self.failures += 1;
+        let verdict = self.shared.bans.failure(self.peer.ip(), &self.shared.live().config.ban);
         let delay = Duration::from_millis(self.shared.live().config.limits.failed_login_delay_ms);
         tokio::time::sleep(delay).await;
+        if let FailureVerdict::Banned(_) = verdict {
+            return Outcome::Close(Reply::new(
+                421,
+                "Too many failed logins from your address, try again later.",
+            ));
+        }
         if self.failures >= self.shared.live().config.limits.max_login_failures {
             tracing::warn!(failures = self.failures, "too many failed logins, closing");
             return Outcome::Close(Reply::new(421, "Too many failed logins, closing connection."));

@@ -13,6 +13,7 @@ mod files;
 mod info;
 mod login;
 mod navigation;
+mod rate;
 mod security;
 mod transfer;
 mod user;
@@ -62,8 +63,10 @@ pub async fn run(
     } else {
         (Control::new(stream, write_timeout), None)
     };
+    let rate = rate::CommandRate::new(&shared.live().config.limits);
     let mut session = Session {
         control,
+        rate,
         shared,
         peer,
         local,
@@ -117,6 +120,8 @@ impl From<Reply> for Outcome {
 
 struct Session {
     control: Control,
+    /// The command rate limit's bucket.
+    rate: rate::CommandRate,
     shared: Arc<Shared>,
     peer: SocketAddr,
     local: SocketAddr,
@@ -201,6 +206,9 @@ impl Session {
 
     /// Acts on one event of the loop; false ends the session.
     async fn on_event(&mut self, event: Event) -> bool {
+        if matches!(event, Event::Input(Ok(Incoming::Line(_) | Incoming::TooLong))) && !self.pace().await {
+            return false;
+        }
         match event {
             Event::Input(Ok(Incoming::Line(line))) => self.on_line(&line).await,
             Event::Input(Ok(Incoming::TooLong)) => {
@@ -226,6 +234,28 @@ impl Session {
                 let what = if self.user.is_some() { "idle" } else { "login" };
                 tracing::info!(timeout = what, "closing inactive session");
                 let _ = self.control.send(&Reply::new(421, "Timeout: closing control connection.")).await;
+                false
+            }
+        }
+    }
+
+    /// Applies the command rate limit to the command just read: waits for
+    /// its turn, or closes a session that has flooded too long (false).
+    async fn pace(&mut self) -> bool {
+        let limits = self.shared.live().config.limits.clone();
+        match self.rate.take(Instant::now(), &limits) {
+            rate::Pace::Go => true,
+            rate::Pace::Wait(delay) => {
+                tokio::time::sleep(delay).await;
+                true
+            }
+            rate::Pace::Close => {
+                tracing::warn!(
+                    rate = limits.commands_per_second,
+                    secs = limits.max_throttled_seconds,
+                    "command flood: closing"
+                );
+                let _ = self.control.send(&Reply::new(421, "Too many commands, closing connection.")).await;
                 false
             }
         }
