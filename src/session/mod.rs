@@ -350,7 +350,11 @@ impl Session {
             Command::Pbsz(size) => self.cmd_pbsz(&size).into(),
             Command::Prot(level) => self.cmd_prot(&level).into(),
             Command::Ccc => self.cmd_ccc().into(),
-            Command::Abor => Reply::new(225, "No transfer to abort.").into(),
+            Command::Abor => {
+                // A passive port waiting for a connection is released too.
+                self.params.data = DataSetup::None;
+                Reply::new(225, "No transfer to abort.").into()
+            }
             Command::Type(ty) => self.cmd_type(ty).into(),
             Command::Mode => Reply::new(200, "Mode set to S.").into(),
             Command::Stru => Reply::new(200, "Structure set to F.").into(),

@@ -40,16 +40,6 @@ pub(super) struct Ctx<'a> {
 
 impl Ctx<'_> {
     pub async fn dispatch(&mut self, cmd: Command, rename_from: Option<String>) -> Outcome {
-        let transfer = matches!(
-            cmd,
-            Command::Retr(_)
-                | Command::Stor(_)
-                | Command::Appe(_)
-                | Command::Stou(_)
-                | Command::List(_)
-                | Command::Nlst(_)
-                | Command::Mlsd(_)
-        );
         let result: Result<Outcome, Reply> = match cmd {
             Command::Pwd => Ok(self.pwd().into()),
             Command::Cwd(arg) => self.cwd(&arg).await.map(Outcome::from),
@@ -83,11 +73,6 @@ impl Ctx<'_> {
                 Ok(Reply::new(502, "Command not implemented.").into())
             }
         };
-        if transfer && result.is_err() {
-            // A refused transfer frees its passive port at once, like one
-            // that ran: the next transfer needs a new PASV/EPSV anyway.
-            self.params.data = super::DataSetup::None;
-        }
         result.unwrap_or_else(Outcome::Reply)
     }
 
