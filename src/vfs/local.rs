@@ -156,9 +156,8 @@ impl Storage for LocalStorage {
         }
         let p = rel_path(path)?;
         let name = path.to_string();
-        let root = Arc::clone(&self.dir);
         let (file, pending) = self.run(move |dir| open_upload(dir, &p, &name, mode)).await?;
-        Ok(Box::new(LocalUpload { file: tokio::fs::File::from_std(file), pending, dir: root }))
+        Ok(Box::new(LocalUpload { file: tokio::fs::File::from_std(file), pending }))
     }
 
     async fn make_dir(&self, path: &str) -> Result<(), StorageError> {
@@ -374,24 +373,30 @@ fn open_upload(
 }
 
 /// Creates the temporary file for replacing `target`, carrying over its
-/// permission bits so a replaced file keeps its mode.
+/// permission bits so a replaced file keeps its mode. The target's directory
+/// is opened once here and both the commit's rename and the clean-up work
+/// inside that handle: a directory swapped for a symlink mid-upload cannot
+/// redirect them, and the temporary file is never lost track of.
 fn open_replacement(
     dir: &Dir,
     target: &Path,
     target_meta: &cap_std::fs::Metadata,
 ) -> Result<(std::fs::File, Option<Pending>), StorageError> {
-    let parent = target.parent().unwrap_or(Path::new(""));
+    let parent_path = target.parent().unwrap_or(Path::new(""));
+    let name = target.file_name().ok_or_else(|| not_regular(&target.to_string_lossy()))?;
+    let parent =
+        if parent_path.as_os_str().is_empty() { dir.try_clone()? } else { dir.open_dir(parent_path)? };
     let mut last_err = None;
     for _ in 0..8 {
-        let temp = parent.join(format!("{TEMP_PREFIX}{:016x}{TEMP_SUFFIX}", rand::random::<u64>()));
+        let temp = PathBuf::from(format!("{TEMP_PREFIX}{:016x}{TEMP_SUFFIX}", rand::random::<u64>()));
         let mut opts = OpenOptions::new();
         opts.write(true).create_new(true);
-        match dir.open_with(&temp, &opts) {
+        match parent.open_with(&temp, &opts) {
             Ok(file) => {
                 if let Err(e) = file.set_permissions(target_meta.permissions()) {
                     tracing::debug!(error = %e, "could not copy permissions to the upload");
                 }
-                let pending = Pending { temp, target: target.to_path_buf() };
+                let pending = Pending { parent: Arc::new(parent), temp, target: PathBuf::from(name) };
                 return Ok((file.into_std(), Some(pending)));
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last_err = Some(e),
@@ -401,9 +406,10 @@ fn open_replacement(
     Err(last_err.map_or_else(|| StorageError::new(StorageErrorKind::Other, "no temporary name"), Into::into))
 }
 
-/// A replacement in progress: both paths relative to the root.
+/// A replacement in progress: the target's directory and two names in it.
 #[derive(Debug)]
 struct Pending {
+    parent: Arc<Dir>,
     temp: PathBuf,
     target: PathBuf,
 }
@@ -415,7 +421,6 @@ struct Pending {
 struct LocalUpload {
     file: tokio::fs::File,
     pending: Option<Pending>,
-    dir: Arc<Dir>,
 }
 
 impl AsyncWrite for LocalUpload {
@@ -453,7 +458,7 @@ impl Upload for LocalUpload {
             // the complete new one, never a truncated one.
             self.file.sync_data().await?;
             let (temp, target) = (pending.temp.clone(), pending.target.clone());
-            let dir = Arc::clone(&self.dir);
+            let dir = Arc::clone(&pending.parent);
             blocking(move || Ok(dir.rename(&temp, &dir, &target)?)).await?;
             self.pending = None;
         }
@@ -464,9 +469,8 @@ impl Upload for LocalUpload {
 impl Drop for LocalUpload {
     fn drop(&mut self) {
         let Some(pending) = self.pending.take() else { return };
-        let dir = Arc::clone(&self.dir);
         let remove = move || {
-            if let Err(e) = dir.remove_file(&pending.temp) {
+            if let Err(e) = pending.parent.remove_file(&pending.temp) {
                 tracing::warn!(temp = %pending.temp.display(), error = %e, "could not remove aborted upload");
             }
         };
