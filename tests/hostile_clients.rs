@@ -67,16 +67,6 @@ fn exact_raw(ftp: &mut Ftp, bytes: &[u8], code: u16, text: &str) {
     assert_eq!((r.code, r.message()), (code, text), "{:?}", String::from_utf8_lossy(bytes));
 }
 
-/// A TCP connection from `source` (another loopback address) to `to`.
-fn connect_from(source: Ipv4Addr, to: SocketAddr) -> TcpStream {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.bind(&SocketAddr::from((source, 0)).into()).expect("bind 127.0.0.2 (loopback)");
-    socket.connect_timeout(&to.into(), CONNECT_TIMEOUT).unwrap_or_else(|e| panic!("connect to {to}: {e}"));
-    let stream: TcpStream = socket.into();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    stream
-}
-
 const THIEF: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 
 #[test]

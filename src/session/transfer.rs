@@ -130,6 +130,9 @@ impl Ctx<'_> {
             IpAddr::V4(v4) => v4,
             IpAddr::V6(_) => return Reply::new(425, "PASV needs IPv4; use EPSV."),
         };
+        // Release this session's previous reservation first: with a small
+        // range it may be the only free port.
+        self.params.data = DataSetup::None;
         let listener = match self.shared.passive.bind(self.local.ip()) {
             Ok(l) => l,
             Err(e) => {
@@ -169,6 +172,7 @@ impl Ctx<'_> {
             }
             _ => {}
         }
+        self.params.data = DataSetup::None;
         match self.shared.passive.bind(self.local.ip()) {
             Ok(listener) => {
                 let port = listener.port();

@@ -314,6 +314,11 @@ impl TestServer {
         format!("ftp://127.0.0.1:{}/{}", self.port, path)
     }
 
+    /// The state the server's sessions share (limits, bans).
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
     /// The certificate written by [`Builder::tls`], to trust in clients.
     pub fn ca_file(&self) -> PathBuf {
         self.paths.base.join("cert.pem")
@@ -388,6 +393,17 @@ impl Ftp {
     pub fn connect_any(addr: SocketAddr) -> Ftp {
         let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
             .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
+        Ftp::over(stream)
+    }
+
+    /// Connects from another loopback address (e.g. 127.0.0.2) and reads the
+    /// first reply, whatever it is.
+    pub fn connect_from(source: Ipv4Addr, addr: SocketAddr) -> Ftp {
+        assert!(source.is_loopback(), "only loopback sources");
+        Ftp::over(connect_from(source, addr))
+    }
+
+    fn over(stream: TcpStream) -> Ftp {
         stream.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(REPLY_TIMEOUT)).unwrap();
         let _ = stream.set_nodelay(true);
@@ -655,6 +671,48 @@ pub fn parse_pasv(text: &str) -> Option<SocketAddr> {
     }
     let ip = Ipv4Addr::new(nums[0] as u8, nums[1] as u8, nums[2] as u8, nums[3] as u8);
     Some(SocketAddr::from((ip, nums[4] * 256 + nums[5])))
+}
+
+/// A TCP connection from `source` (another loopback address, such as
+/// 127.0.0.2) to `to`.
+pub fn connect_from(source: Ipv4Addr, to: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::from((source, 0)).into()).unwrap_or_else(|e| panic!("bind {source}: {e}"));
+    socket.connect_timeout(&to.into(), CONNECT_TIMEOUT).unwrap_or_else(|e| panic!("connect to {to}: {e}"));
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(REPLY_TIMEOUT)).unwrap();
+    stream
+}
+
+/// Raises this process's soft limit on open files to the hard limit and
+/// returns it (tests that hold thousands of sockets).
+pub fn raise_fd_limit() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    lim.rlim_cur as u64
+}
+
+/// Open file descriptors of this process (the in-process server's and the
+/// test's own).
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").expect("read /proc/self/fd").count()
+}
+
+/// A free port on 127.0.0.1 (free when asked; another program may take it).
+pub fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
 }
 
 /// Connects a data connection to a passive address (must be 127.0.0.1).
