@@ -759,6 +759,7 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
     }
     let _pid_file = config.server.pid_file.as_deref().map(PidFile::write).transpose()?;
     tracing::info!(listen = ?config.server.listen, chain = ?chain.module_names(), "starting");
+    ferroftpd::server::memory::tune_allocator();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

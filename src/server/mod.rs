@@ -6,6 +6,7 @@
 
 pub mod ban;
 pub mod limits;
+pub mod memory;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -636,6 +636,12 @@ impl Ftp {
         self.writer.local_addr().unwrap()
     }
 
+    /// Another handle on the control connection, e.g. to write from a
+    /// second thread while this one reads.
+    pub fn stream_clone(&self) -> TcpStream {
+        self.writer.try_clone().expect("clone the control connection")
+    }
+
     /// Closes the writing half (the client's EOF).
     pub fn shutdown_write(&mut self) {
         let _ = self.writer.shutdown(Shutdown::Write);
