@@ -10,6 +10,8 @@
 
 pub mod local;
 pub mod path;
+#[cfg(test)]
+mod path_proptests;
 pub mod storage;
 
 pub use path::{normalize, PathError};
