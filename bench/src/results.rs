@@ -53,6 +53,8 @@ pub struct Results {
     pub notes: Vec<String>,
     /// (server, what failed).
     pub errors: Vec<(String, String)>,
+    /// server → (fewest, most clients held at the top of the ramp, first reason).
+    pub shortfalls: BTreeMap<String, (usize, usize, String)>,
 }
 
 pub const FERRO: &str = "ferroftpd";
@@ -110,6 +112,40 @@ impl Results {
 
     pub fn point(&mut self, server: &str, target: usize, p: Point) {
         self.curve.entry(server.to_string()).or_default().entry(target).or_default().push(p);
+    }
+
+    /// Notes that a server held only `held` clients of the ramp's top.
+    pub fn shortfall(&mut self, server: &str, held: usize, why: String) {
+        let e = self.shortfalls.entry(server.to_string()).or_insert((held, held, why));
+        e.0 = e.0.min(held);
+        e.1 = e.1.max(held);
+    }
+
+    /// Every sample, one line each: section, metric, server, repetition, value, client CPU %.
+    pub fn csv(&self) -> String {
+        let mut out = String::from("section,metric,unit,server,sample,value,client_cpu_pct\n");
+        for m in &self.metrics {
+            let mut servers: Vec<&String> = self
+                .values
+                .keys()
+                .chain(self.client.keys())
+                .filter(|(k, _)| *k == m.key)
+                .map(|(_, s)| s)
+                .collect();
+            servers.sort();
+            servers.dedup();
+            for s in servers {
+                let vals = self.values.get(&(m.key.clone(), s.clone()));
+                let cpu = self.client.get(&(m.key.clone(), s.clone()));
+                let n = vals.map_or(0, Vec::len).max(cpu.map_or(0, Vec::len));
+                for i in 0..n {
+                    let v = vals.and_then(|v| v.get(i)).map_or(String::new(), |x| format!("{x}"));
+                    let c = cpu.and_then(|v| v.get(i)).map_or(String::new(), |x| format!("{x:.1}"));
+                    let _ = writeln!(out, "{},{},{},{s},{},{v},{c}", m.section, m.key, m.unit, i + 1);
+                }
+            }
+        }
+        out
     }
 
     pub fn error(&mut self, server: &str, what: String) {
@@ -218,8 +254,17 @@ impl Results {
                 let _ = writeln!(md, "| {} | {} | {} | {verdict} |", t.what, t.value, t.reference);
             }
         }
-        if !self.notes.is_empty() {
+        if !self.notes.is_empty() || !self.shortfalls.is_empty() {
             let _ = writeln!(md, "\n## Notes\n");
+            for (s, (lo, hi, why)) in &self.shortfalls {
+                let held = if lo == hi { format!("{lo}") } else { format!("{lo}–{hi}") };
+                let _ = writeln!(
+                    md,
+                    "- {s} held only {held} logged-in idle clients at the top of the memory ramp (the next login \
+                     got: {}); its memory per client there is over the clients it held.",
+                    why.replace('\n', " ")
+                );
+            }
             for n in &self.notes {
                 let _ = writeln!(md, "- {n}");
             }
@@ -283,7 +328,7 @@ impl Results {
             left + pw * i / n
         };
         let ypos = |v: f64| -> f64 {
-            let l = v.max(lo).log10();
+            let l = v.max(1e-6).log10();
             top + ph * (1.0 - (l - y0) / (y1 - y0).max(1e-9))
         };
         let mut s = String::new();
