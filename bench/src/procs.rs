@@ -26,6 +26,13 @@ fn stat_fields(pid: u32) -> Option<Vec<u64>> {
     Some(rest.split_whitespace().map(|f| f.parse::<u64>().unwrap_or(0)).collect())
 }
 
+/// When a process started (clock ticks since boot), to tell it from a later
+/// process that reuses its pid.
+pub fn start_time(pid: u32) -> Option<u64> {
+    // proc(5) field 22: index 19 after the name.
+    stat_fields(pid)?.get(19).copied()
+}
+
 /// Parent pid of every process on the system.
 fn parents() -> HashMap<u32, u32> {
     let mut map = HashMap::new();

@@ -409,13 +409,15 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         let pid = self.pid as i32;
-        // Descendants that left the process group get signalled by pid,
-        // from a snapshot taken just now (so no pid has been reused yet).
-        let tree = procs::tree(self.pid);
+        // Forking servers put sessions in groups of their own (vsftpd calls
+        // setsid), so every descendant is also signalled by pid, from a
+        // snapshot that records each one's start time against pid reuse.
+        let tree: Vec<(u32, u64)> =
+            procs::tree(self.pid).into_iter().filter_map(|p| Some((p, procs::start_time(p)?))).collect();
         // SAFETY: plain kill(2) calls on the group and processes we spawned.
         unsafe {
             libc::kill(-pid, libc::SIGTERM);
-            for &p in &tree {
+            for &(p, _) in &tree {
                 libc::kill(p as i32, libc::SIGTERM);
             }
         }
@@ -426,8 +428,16 @@ impl Drop for Running {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        // SAFETY: as above; the group id stays ours while any member lives.
-        unsafe { libc::kill(-pid, libc::SIGKILL) };
+        // SAFETY: as above; a process is killed only if it is still the one
+        // of the snapshot (same pid, same start time).
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+            for &(p, started) in &tree {
+                if procs::start_time(p) == Some(started) {
+                    libc::kill(p as i32, libc::SIGKILL);
+                }
+            }
+        }
         let _ = self.child.wait();
     }
 }

@@ -330,10 +330,14 @@ pub async fn transfer(
 ) -> Result<()> {
     let ready = Arc::new(Barrier::new(streams + 1));
     let go = Arc::new(Barrier::new(streams + 1));
+    // Passed once a session's transfer is complete: the clock (and the CPU
+    // reading, taken while forking servers' session processes still live)
+    // stops when all have passed it, before the sessions quit.
+    let finished = Arc::new(Barrier::new(streams + 1));
     let src = if size == plan.big { "big.bin" } else { "small.bin" };
     let mut set = JoinSet::new();
     for i in 0..streams {
-        let (ready, go, block) = (ready.clone(), go.clone(), block.clone());
+        let (ready, go, finished, block) = (ready.clone(), go.clone(), finished.clone(), block.clone());
         let (step, total) = (plan.step, plan.transfer);
         let up = format!("up/s-{i}.bin");
         set.spawn(async move {
@@ -362,6 +366,7 @@ pub async fn transfer(
                     .map_err(|_| anyhow!("raw STOR timed out"))??,
                 (None, Target::Ftp(_), _) => bail!("no control connection"),
             }
+            timeout(total, finished.wait()).await.map_err(|_| anyhow!("end barrier"))?;
             if let Some((c, _)) = ctrl {
                 let _ = c.quit().await;
             }
@@ -369,36 +374,41 @@ pub async fn transfer(
         });
     }
     // All logged in (or failed): start the clock and release them together.
-    let wait_all = async {
-        ready.wait().await;
-        let meter = CpuMeter::start(Some(pid));
-        go.wait().await;
-        meter
-    };
-    let meter = tokio::select! {
-        // Biased: once the start is released, the clock wins over any finished session.
+    // No session can end well before the start (each needs this task at
+    // `go`), so one that ends here has failed.
+    tokio::select! {
         biased;
-        m = wait_all => m,
+        _ = ready.wait() => {}
         Some(r) = set.join_next() => {
-            // A session ended before the start: it failed.
+            set.abort_all();
             return Err(match r {
                 Ok(Err(e)) => e,
                 Ok(Ok(())) => anyhow!("session ended before the start"),
                 Err(e) => anyhow!("task: {e}"),
-            }).context("setting up transfer sessions");
+            })
+            .context("setting up transfer sessions");
         }
+    }
+    let meter = CpuMeter::start(Some(pid));
+    // Every session is already waiting here: this returns at once.
+    go.wait().await;
+    // A session that ends well has passed `finished`, so all have: the
+    // transfers are over even if this task has not seen the barrier yet.
+    let early = tokio::select! {
+        biased;
+        _ = finished.wait() => None,
+        Some(r) = set.join_next() => Some(r),
     };
-    let mut first_err = None;
-    while let Some(r) = set.join_next().await {
+    if let Some(r) = early {
         let r = r.map_err(|e| anyhow!("task: {e}")).and_then(|x| x);
         if let Err(e) = r {
-            first_err.get_or_insert(e);
             set.abort_all();
+            return Err(e);
         }
     }
     let used = meter.stop();
-    if let Some(e) = first_err {
-        return Err(e);
+    while let Some(r) = set.join_next().await {
+        r.map_err(|e| anyhow!("task: {e}")).and_then(|x| x).context("after the transfer")?;
     }
     if dir == Dir::Stor {
         for i in 0..streams {
