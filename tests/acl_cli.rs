@@ -311,7 +311,15 @@ fn reload_applies_to_logged_in_sessions_and_a_broken_file_keeps_the_old_rules() 
         "the new rule never applied:\n{}",
         server.log_text()
     );
-    assert!(server.log_text().contains("configuration reloaded"), "{}", server.log_text());
+    // The log is written by another process: wait for the lines, don't race them.
+    assert!(
+        wait_until(DEADLINE, || {
+            let log = server.log_text();
+            log.contains("configuration reloaded") && log.contains("ftp.toml:9 (path = ")
+        }),
+        "{}",
+        server.log_text()
+    );
     let denied = server.log_text();
     assert!(
         denied.contains("permission denied") && denied.contains("ftp.toml:9 (path = "),

@@ -171,44 +171,41 @@ impl Control {
     /// Reads what is available, waiting for readability first so no buffer is
     /// held while idle.
     async fn fill(&mut self) -> io::Result<()> {
-        let Control { stream, pending, discarding, eof, .. } = self;
-        let mut take = |bytes: &[u8]| accept_bytes(pending, discarding, eof, bytes);
         loop {
-            match stream {
-                Stream::Plain(tcp) => {
-                    tcp.readable().await?;
-                    let mut chunk = [0u8; 1024];
-                    match tcp.try_read(&mut chunk) {
-                        Ok(n) => return take(&chunk[..n]),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                        Err(e) => return Err(e),
-                    }
-                }
-                Stream::Tls(tls) => {
-                    // One poll, no waker kept, and the buffer ends with this
-                    // block: nothing of it is held across the await below.
-                    let done = {
-                        let mut chunk = [0u8; 1024];
-                        match tls.read(&mut chunk).now_or_never() {
-                            Some(Ok(n)) => Some(take(&chunk[..n])),
-                            Some(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                                tracing::debug!(
-                                    "client closed the TLS control connection without close_notify"
-                                );
-                                Some(take(&[]))
-                            }
-                            Some(Err(e)) => Some(Err(e)),
-                            None => None,
-                        }
-                    };
-                    match done {
-                        Some(result) => return result,
-                        None => tls.get_ref().0.readable().await?,
-                    }
-                }
-                Stream::Gone => return take(&[]),
+            if let Some(result) = self.read_now() {
+                return result;
+            }
+            match &self.stream {
+                Stream::Plain(tcp) => tcp.readable().await?,
+                Stream::Tls(tls) => tls.get_ref().0.readable().await?,
+                Stream::Gone => return Ok(()),
             }
         }
+    }
+
+    /// One read attempt that never waits; `None` when nothing is there yet.
+    /// Not async on purpose: its stack buffer must not become part of the
+    /// session's future, which every idle session carries.
+    fn read_now(&mut self) -> Option<io::Result<()>> {
+        let Control { stream, pending, discarding, eof, .. } = self;
+        let mut chunk = [0u8; 1024];
+        let read = match stream {
+            Stream::Plain(tcp) => match tcp.try_read(&mut chunk) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                other => other,
+            },
+            // rustls may hold decrypted bytes already, so poll it first; the
+            // caller then waits for the socket.
+            Stream::Tls(tls) => match tls.read(&mut chunk).now_or_never()? {
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    tracing::debug!("client closed the TLS control connection without close_notify");
+                    Ok(0)
+                }
+                other => other,
+            },
+            Stream::Gone => Ok(0),
+        };
+        Some(read.and_then(|n| accept_bytes(pending, discarding, eof, &chunk[..n])))
     }
 
     /// True if the client has closed the connection, waiting at most `wait`

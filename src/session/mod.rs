@@ -56,7 +56,8 @@ pub async fn run(
     let span = tracing::info_span!("session", %peer);
     let write_timeout = Duration::from_secs(shared.live().config.timeouts.data.max(1));
     let (control, tls) = if listener.implicit_tls {
-        match security::implicit_handshake(stream, &shared).instrument(span.clone()).await {
+        // Boxed: a handshake's state is large and lives only until it ends.
+        match Box::pin(security::implicit_handshake(stream, &shared)).instrument(span.clone()).await {
             Some((stream, tls)) => (Control::new_tls(stream, write_timeout), Some(tls)),
             None => return,
         }
@@ -166,7 +167,7 @@ impl Session {
             };
             if self.transfer.is_none() {
                 if let Some(cmd) = self.deferred.take() {
-                    if !self.execute(*cmd).await {
+                    if !Box::pin(self.execute(*cmd)).await {
                         break;
                     }
                     continue;
