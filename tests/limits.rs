@@ -299,7 +299,9 @@ fn an_endless_command_line_does_not_grow_the_server() {
     let during = rss_bytes();
     let growth = during.saturating_sub(baseline);
     assert!(
-        growth < 32 * 1024 * 1024,
+        // Other tests of this binary run beside it in the same process, so
+        // leave them room: buffering the line would grow by the full 64 MB.
+        growth < 48 * 1024 * 1024,
         "the process grew by {} MB while the client sent {} MB without a line end",
         growth / (1024 * 1024),
         sent / (1024 * 1024)
