@@ -647,7 +647,7 @@ fn segments_match<S: AsRef<str>>(segments: &[Segment], names: &[S]) -> bool {
             }
             Segment::Glob(g) => {
                 for j in 0..names.len() {
-                    if ok[j] && glob_name(g, names[j].as_ref()) {
+                    if ok[j] && crate::vfs::path::glob_match(g, names[j].as_ref()) {
                         next[j + 1] = true;
                     }
                 }
@@ -680,7 +680,7 @@ fn segments_prefix_match<S: AsRef<str>>(segments: &[Segment], names: &[S]) -> bo
             }
             match &segments[i] {
                 Segment::AnyDepth => next[i] = true,
-                Segment::Glob(g) if glob_name(g, name.as_ref()) => next[i + 1] = true,
+                Segment::Glob(g) if crate::vfs::path::glob_match(g, name.as_ref()) => next[i + 1] = true,
                 Segment::Glob(_) => {}
             }
         }
@@ -688,29 +688,6 @@ fn segments_prefix_match<S: AsRef<str>>(segments: &[Segment], names: &[S]) -> bo
         alive = next;
     }
     alive.iter().any(|&a| a)
-}
-
-/// `*` and `?` within one name; one backtrack point keeps it linear-ish.
-fn glob_name(pattern: &str, name: &str) -> bool {
-    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
-    let (mut pi, mut ni) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ni));
-            pi += 1;
-        } else if let Some((sp, sn)) = star {
-            pi = sp + 1;
-            ni = sn + 1;
-            star = Some((sp, sn + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
 }
 
 #[cfg(test)]
@@ -743,11 +720,11 @@ mod tests {
 
     #[test]
     fn globs() {
-        assert!(glob_name("*.iso", "a.iso"));
-        assert!(!glob_name("*.iso", "a.iso.part"));
-        assert!(glob_name("a?c*", "abcdef"));
-        assert!(glob_name("*", ""));
-        assert!(!glob_name("?", ""));
+        assert!(crate::vfs::path::glob_match("*.iso", "a.iso"));
+        assert!(!crate::vfs::path::glob_match("*.iso", "a.iso.part"));
+        assert!(crate::vfs::path::glob_match("a?c*", "abcdef"));
+        assert!(crate::vfs::path::glob_match("*", ""));
+        assert!(!crate::vfs::path::glob_match("?", ""));
         let seg = |s: &[&str]| -> Vec<Segment> {
             s.iter()
                 .map(|x| if *x == "**" { Segment::AnyDepth } else { Segment::Glob(x.to_string()) })

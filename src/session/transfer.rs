@@ -522,30 +522,6 @@ fn has_glob(s: &str) -> bool {
     s.contains(['*', '?'])
 }
 
-/// Shell-style matching of `*` and `?` (no character classes), iterative with
-/// one backtrack point so hostile patterns stay linear-ish.
-fn glob_match(pattern: &str, name: &str) -> bool {
-    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
-    let (mut pi, mut ni) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ni));
-            pi += 1;
-        } else if let Some((sp, sn)) = star {
-            pi = sp + 1;
-            ni = sn + 1;
-            star = Some((sp, sn + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
-}
-
 /// What a listing reads.
 enum Source {
     Dir { entries: EntryStream, mounts: Vec<(DirEntry, PathBuf, bool)>, real: PathBuf },
@@ -628,7 +604,7 @@ impl ListingJob {
         buf: &mut Vec<u8>,
     ) {
         if let Some(pattern) = &self.pattern {
-            if !glob_match(pattern, &entry.name) {
+            if !crate::vfs::path::glob_match(pattern, &entry.name) {
                 return;
             }
         }
@@ -725,20 +701,5 @@ impl Session {
                 Reply::new(426, "Connection closed; transfer aborted.")
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob_match;
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("*.txt", "a.txt"));
-        assert!(!glob_match("*.txt", "a.txt.gz"));
-        assert!(glob_match("a?c*", "abcdef"));
-        assert!(glob_match("*", ""));
-        assert!(!glob_match("?", ""));
-        assert!(glob_match("*a*b*", "xxaxxbxx"));
     }
 }
