@@ -420,7 +420,7 @@ fn explain(args: ExplainArgs) -> Result<(), Failure> {
         ))
     })?;
     let account = find_account(&config, &args.user)?;
-    let vfs = Vfs::local(&account.root, &account.mounts, false)
+    let vfs = Vfs::local(&account.root, &account.mounts)
         .map_err(|e| Failure::failed(format!("cannot open the directories of `{}`: {e}", account.name)))?;
     let place = locate(&vfs, &account, &args)?;
     let target = Target {

@@ -236,13 +236,16 @@ fn storm(
     let start = Instant::now();
     runtime.block_on(async {
         let barrier = Arc::new(tokio::sync::Barrier::new(sessions));
+        // A second barrier holds everybody until the peak is sampled: without
+        // it, sessions released first could finish and quit before the sample.
+        let sampled = Arc::new(tokio::sync::Barrier::new(sessions));
         // Connections are opened a few hundred at a time (the listen
         // backlog), but nobody starts working before all are logged in.
         let connecting = Arc::new(tokio::sync::Semaphore::new(256));
         let mut tasks = Vec::with_capacity(sessions);
         for i in 0..sessions {
-            let (tally, barrier, connecting, shared) =
-                (tally.clone(), barrier.clone(), connecting.clone(), shared.clone());
+            let (tally, barrier, sampled, connecting, shared) =
+                (tally.clone(), barrier.clone(), sampled.clone(), connecting.clone(), shared.clone());
             tasks.push(tokio::spawn(async move {
                 let permit = connecting.acquire_owned().await.unwrap();
                 let ready = tokio::time::timeout(Duration::from_secs(60), async {
@@ -259,6 +262,7 @@ fn storm(
                     tally.peak_fds.store(open_fds(), Ordering::Relaxed);
                     tally.peak_rss.store(rss_bytes(), Ordering::Relaxed);
                 }
+                sampled.wait().await;
                 let result = match ready {
                     Ok(mut c) => tokio::time::timeout(Duration::from_secs(60), work(&mut c, i, &tally))
                         .await

@@ -232,6 +232,11 @@ impl Ctx<'_> {
         }
     }
 
+    /// TYPE A conversion, buffer size and stall timeout for a transfer.
+    fn copy_settings(&self, buffer: usize) -> (bool, usize, Duration) {
+        (self.params.ty == TransferType::Ascii, buffer, self.data_timeout())
+    }
+
     fn mode_name(&self) -> &'static str {
         match self.params.ty {
             TransferType::Ascii => "ASCII",
@@ -256,11 +261,7 @@ impl Ctx<'_> {
         let reader = storage.read(&rel, offset).await.map_err(|e| storage_reply(&e))?;
         let connector = self.take_connector();
         let progress = new_progress();
-        let (ascii, size, stall) = (
-            self.params.ty == TransferType::Ascii,
-            self.live.config.transfer.send_buffer,
-            self.data_timeout(),
-        );
+        let (ascii, size, stall) = self.copy_settings(self.live.config.transfer.send_buffer);
         let p = progress.clone();
         let future = Box::pin(async move {
             let sent = match connector.open(Direction::Download).await {
@@ -342,11 +343,7 @@ impl Ctx<'_> {
     fn upload_future(&mut self, mut upload: Box<dyn Upload>) -> (Arc<Progress>, BoxFuture<Finished>) {
         let connector = self.take_connector();
         let progress = new_progress();
-        let (ascii, size, stall) = (
-            self.params.ty == TransferType::Ascii,
-            self.live.config.transfer.receive_buffer,
-            self.data_timeout(),
-        );
+        let (ascii, size, stall) = self.copy_settings(self.live.config.transfer.receive_buffer);
         let p = progress.clone();
         let future = Box::pin(async move {
             let mut socket = match connector.open(Direction::Upload).await {

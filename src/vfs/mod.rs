@@ -83,15 +83,11 @@ pub struct Vfs {
 impl Vfs {
     /// Builds the tree for an account on the local file system: `root` at `/`,
     /// then each mount. Fails if a directory is missing.
-    pub fn local(
-        root: &std::path::Path,
-        mounts: &[MountSpec],
-        read_only_root: bool,
-    ) -> Result<Vfs, StorageError> {
+    pub fn local(root: &std::path::Path, mounts: &[MountSpec]) -> Result<Vfs, StorageError> {
         let mut list = vec![Mount {
             virtual_prefix: "/".to_string(),
             storage: Arc::new(local::LocalStorage::new(root)?),
-            read_only: read_only_root,
+            read_only: false,
         }];
         for spec in mounts {
             list.push(Mount {
@@ -111,7 +107,7 @@ impl Vfs {
         if let Some(vfs) = Vfs::shared_local_if_open(root, mounts) {
             return Ok(vfs);
         }
-        let vfs = Arc::new(Vfs::local(root, mounts, false)?);
+        let vfs = Arc::new(Vfs::local(root, mounts)?);
         let mut trees = open_trees();
         // Drop entries of trees no session uses any more, now and then.
         if trees.len() >= 64 && trees.len().is_power_of_two() {
