@@ -2,7 +2,8 @@
 whose password is checked against an argon2id hash (argon2-cffi) with the
 same parameters as ferroftpd's, no connection limits, quiet logging.
 
-Usage: python3 pyftpdlib_server.py PORT ANON_ROOT USER HASH_FILE USER_ROOT
+Usage: python3 pyftpdlib_server.py PORT ANON_ROOT USER HASH_FILE USER_ROOT [CERT KEY]
+With CERT and KEY, AUTH TLS is offered (pyftpdlib's TLS_FTPHandler, pyOpenSSL).
 """
 
 import logging
@@ -42,6 +43,12 @@ def main():
     auth.add_anonymous(anon_root)
     auth.add_user(user, phc, user_root, perm="elradfmwMT")
     handler = FTPHandler
+    if len(sys.argv) > 7:
+        from pyftpdlib.handlers import TLS_FTPHandler
+
+        handler = TLS_FTPHandler
+        handler.certfile = sys.argv[6]
+        handler.keyfile = sys.argv[7]
     handler.authorizer = auth
     handler.timeout = 3600
     handler.banner = "pyftpdlib ready."

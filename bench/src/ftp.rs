@@ -1,5 +1,6 @@
-//! Just enough of an FTP client for the load generator: greeting, USER/PASS,
-//! TYPE I, EPSV (PASV as fallback), RETR, STOR, LIST, MLSD, QUIT. Every step
+//! Just enough of an FTP client for the load generator: greeting, AUTH TLS,
+//! USER/PASS, TYPE I, EPSV (PASV as fallback), RETR, STOR, LIST, MLSD, QUIT.
+//! Every step
 //! is bounded by a timeout and every reply is checked; nothing here panics
 //! on what a server sends.
 
@@ -7,9 +8,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
 
 use crate::pattern;
 
@@ -20,9 +23,9 @@ const MAX_REPLY_LINES: usize = 1000;
 /// Buffer for data connections.
 const DATA_BUF: usize = 256 * 1024;
 
-/// A control connection.
-pub struct Ctrl {
-    conn: BufReader<TcpStream>,
+/// A control connection, in clear (`TcpStream`) or after AUTH TLS.
+pub struct Ctrl<S = TcpStream> {
+    conn: BufReader<S>,
     line: String,
     step: Duration,
 }
@@ -51,6 +54,25 @@ impl Ctrl {
         Ok(c)
     }
 
+    /// AUTH TLS, the handshake (certificate checked against the
+    /// connector's roots, name `127.0.0.1`), then PBSZ 0 and PROT P.
+    pub async fn start_tls(mut self, tls: &TlsConnector) -> Result<Ctrl<TlsStream<TcpStream>>> {
+        self.expect("AUTH TLS", &[234]).await?;
+        if !self.conn.buffer().is_empty() {
+            bail!("AUTH TLS: clear text after the 234 reply");
+        }
+        let step = self.step;
+        let tcp = self.conn.into_inner();
+        let name = rustls_pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+        let stream = bounded(step, "TLS handshake", async { Ok(tls.connect(name, tcp).await?) }).await?;
+        let mut c = Ctrl { conn: BufReader::with_capacity(1024, stream), line: String::new(), step };
+        c.expect("PBSZ 0", &[200]).await?;
+        c.expect("PROT P", &[200]).await?;
+        Ok(c)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Ctrl<S> {
     /// Reads one (possibly multi-line) reply: its code and last line.
     pub async fn reply(&mut self) -> Result<(u16, String)> {
         let step = self.step;
@@ -86,9 +108,11 @@ impl Ctrl {
     pub async fn cmd(&mut self, line: &str) -> Result<(u16, String)> {
         let step = self.step;
         let conn = self.conn.get_mut();
+        // One write, so the command leaves in one segment (with TCP_NODELAY
+        // two writes would make every server wake up twice per command).
+        let wire = format!("{line}\r\n");
         bounded(step, "send", async {
-            conn.write_all(line.as_bytes()).await?;
-            conn.write_all(b"\r\n").await?;
+            conn.write_all(wire.as_bytes()).await?;
             Ok(())
         })
         .await?;
@@ -120,7 +144,7 @@ impl Ctrl {
     }
 
     /// The bare connection, for holding a session open without reading.
-    pub fn into_stream(self) -> TcpStream {
+    pub fn into_stream(self) -> S {
         self.conn.into_inner()
     }
 

@@ -46,7 +46,8 @@ struct Cli {
     /// Repetitions (medians are reported); default 3, smoke 1.
     #[arg(long)]
     reps: Option<usize>,
-    /// Workloads to run (default: all): memory, logins, throughput, listing.
+    /// Workloads to run (default: all): memory, logins, throughput, listing,
+    /// tls (the memory ramp over FTPS, on a second start of each server).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Most logged-in idle clients in the memory ramp (default 10000).
@@ -76,7 +77,7 @@ enum Sub {
     },
 }
 
-const WORKLOADS: [&str; 4] = ["memory", "logins", "throughput", "listing"];
+const WORKLOADS: [&str; 5] = ["memory", "logins", "throughput", "listing", "tls"];
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
@@ -258,18 +259,26 @@ fn crypt_cost() -> Option<f64> {
     }
 }
 
+/// What every server's run shares: the chosen workloads, the data pattern
+/// and, for the FTPS workload, the certificate and a client trusting it.
+struct Workset<'a> {
+    only: &'a [String],
+    block: &'a Arc<Vec<u8>>,
+    tls: Option<&'a (servers::TlsFiles, tokio_rustls::TlsConnector)>,
+}
+
 /// Runs the chosen workloads against one started server.
 async fn run_server(
     plan: &Plan,
     kind: Kind,
     env: &servers::Env,
     dir: &Path,
-    only: &[String],
-    block: &Arc<Vec<u8>>,
+    work: &Workset<'_>,
     res: &mut Results,
 ) -> Result<()> {
+    let Workset { only, block, tls } = *work;
     let name = kind.name();
-    let running = servers::start(kind, env, dir).await?;
+    let running = servers::start(kind, env, dir, None).await?;
     let (pid, addr) = (running.pid, running.addr);
     eprintln!("bench: {name} running on {addr} (pid {pid})");
     let wants = |w: &str| only.iter().any(|o| o == w);
@@ -279,7 +288,7 @@ async fn run_server(
         }
     };
     if wants("memory") {
-        let r = workloads::memory(plan, name, pid, addr, res).await;
+        let r = workloads::memory(plan, name, pid, addr, None, res).await;
         fail(res, "memory", r);
     }
     if wants("logins") {
@@ -314,6 +323,14 @@ async fn run_server(
         fail(res, "listing", r);
     }
     drop(running);
+    if let (true, Some((files, connector))) = (wants("tls"), tls) {
+        // A second start with TLS configured, so the plain figures above
+        // are not charged for it.
+        let running = servers::start(kind, env, dir, Some(files)).await?;
+        eprintln!("bench: {name} with TLS running on {} (pid {})", running.addr, running.pid);
+        let r = workloads::memory(plan, name, running.pid, running.addr, Some(connector), res).await;
+        fail(res, "memory over FTPS", r);
+    }
     Ok(())
 }
 
@@ -557,6 +574,16 @@ async fn run(cli: Cli) -> Result<bool> {
         res.notes.push(n);
     }
 
+    let tls = if only.iter().any(|o| o == "tls") {
+        let files = servers::TlsFiles::make(&env).context("making the FTPS certificate")?;
+        let connector = files.connector()?;
+        Some((files, connector))
+    } else {
+        None
+    };
+
+    let work = Workset { only: &only, block: &block, tls: tls.as_ref() };
+
     for rep in 0..reps {
         // Alternate: each repetition starts with a different server.
         for i in 0..kinds.len() {
@@ -568,7 +595,7 @@ async fn run(cli: Cli) -> Result<bool> {
                 kind.name(),
                 started.elapsed().as_secs_f64()
             );
-            if let Err(e) = run_server(&plan, kind, &env, &dirs[j], &only, &block, &mut res).await {
+            if let Err(e) = run_server(&plan, kind, &env, &dirs[j], &work, &mut res).await {
                 res.error(kind.name(), format!("start: {e:#}"));
             }
         }
@@ -632,7 +659,7 @@ async fn run(cli: Cli) -> Result<bool> {
     header.push_str(
         "- Memory per client = (memory with N logged-in idle clients − idle memory) / N, summed over all of a \
          server's processes (vsftpd and pure-ftpd fork per client). PSS shares pages between processes; RSS \
-         counts shared pages once per process.\n- FTPS: not measured yet (ferroftpd has no TLS yet).\n",
+         counts shared pages once per process.\n- FTPS: the memory ramp is repeated over explicit TLS (AUTH TLS, PBSZ 0, PROT P, then USER/PASS) on a second start of each server with a self-signed ECDSA certificate; the plain figures come from a start without TLS.\n",
     );
     let t = targets(&plan, &res, &names);
     let md = res.markdown(&names, &header, &t);

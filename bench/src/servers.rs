@@ -9,6 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -130,13 +131,13 @@ pub fn missing(kind: Kind, env: &Env) -> Option<String> {
         }
         Kind::Pyftpdlib => {
             let ok = Command::new("python3")
-                .args(["-c", "import pyftpdlib, argon2"])
+                .args(["-c", "import pyftpdlib, argon2, OpenSSL"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()
                 .map(|s| s.success())
                 .unwrap_or(false);
-            (!ok).then(|| "python3 modules pyftpdlib and argon2-cffi are not installed".into())
+            (!ok).then(|| "python3 modules pyftpdlib, argon2-cffi and pyOpenSSL are not installed".into())
         }
         _ => None,
     }
@@ -183,8 +184,17 @@ pub fn install(kind: Kind, env: &Env, apt_updated: &mut bool) -> Result<()> {
             run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(env.peers_dir.join("pure-ftpd"))).map(drop)
         }
         Kind::Pyftpdlib => {
-            run(Command::new("python3").args(["-m", "pip", "install", "-q", "pyftpdlib", "argon2-cffi"]))
-                .map(drop)
+            // pyOpenSSL: pyftpdlib's FTPS handler.
+            run(Command::new("python3").args([
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "pyftpdlib",
+                "argon2-cffi",
+                "pyopenssl",
+            ]))
+            .map(drop)
         }
     }
 }
@@ -282,12 +292,54 @@ pub fn prepare_accounts(kind: Kind, env: &Env, dir: &Path) -> Result<()> {
     }
 }
 
-fn command(kind: Kind, env: &Env, dir: &Path, port: u16) -> Result<Command> {
+/// The certificate and key a server offers when started with TLS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    /// A fresh self-signed certificate for 127.0.0.1, made by ferroftpd's
+    /// own `cert self-signed` (so the benchmark needs no other tool).
+    pub fn make(env: &Env) -> Result<TlsFiles> {
+        let dir = env.work.join("tls");
+        mkdir(&dir, 0o755)?;
+        let files = TlsFiles { cert: dir.join("cert.pem"), key: dir.join("key.pem") };
+        run(Command::new(&env.ferroftpd_bin)
+            .args(["cert", "self-signed", "--host", "127.0.0.1", "--force", "--out-cert"])
+            .arg(&files.cert)
+            .arg("--out-key")
+            .arg(&files.key))?;
+        Ok(files)
+    }
+
+    /// A connector that trusts this certificate only.
+    pub fn connector(&self) -> Result<tokio_rustls::TlsConnector> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::CertificateDer;
+        let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(&self.cert).context("reading the bench certificate")? {
+            roots.add(cert.context("parsing the bench certificate")?)?;
+        }
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+    }
+}
+
+fn command(kind: Kind, env: &Env, dir: &Path, port: u16, tls: Option<&TlsFiles>) -> Result<Command> {
     let anon = dir.join("anon");
     let user = dir.join("user");
     Ok(match kind {
         Kind::Ferroftpd => {
             let conf = dir.join("ferroftpd.toml");
+            let tls_section = tls.map_or(String::new(), |t| {
+                format!("\n[tls]\ncertificate = \"{}\"\nkey = \"{}\"\n", t.cert.display(), t.key.display())
+            });
             fs::write(
                 &conf,
                 format!(
@@ -299,7 +351,7 @@ fn command(kind: Kind, env: &Env, dir: &Path, port: u16) -> Result<Command> {
                      [auth]\nchain = [\"anonymous\", \"userdb\"]\n\n\
                      [anonymous]\nroot = \"{}\"\n\n\
                      [userdb]\npath = \"{}\"\n\n\
-                     [log]\nlevel = \"warn\"\n",
+                     [log]\nlevel = \"warn\"\n{tls_section}",
                     anon.display(),
                     dir.join("users.db").display()
                 ),
@@ -310,6 +362,16 @@ fn command(kind: Kind, env: &Env, dir: &Path, port: u16) -> Result<Command> {
         }
         Kind::Vsftpd => {
             let conf = dir.join("vsftpd.conf");
+            let ssl = match tls {
+                None => "ssl_enable=NO\n".to_string(),
+                Some(t) => format!(
+                    "ssl_enable=YES\nallow_anon_ssl=YES\nforce_local_logins_ssl=NO\n\
+                     force_local_data_ssl=NO\nforce_anon_logins_ssl=NO\nforce_anon_data_ssl=NO\n\
+                     ssl_ciphers=HIGH\nrsa_cert_file={}\nrsa_private_key_file={}\n",
+                    t.cert.display(),
+                    t.key.display()
+                ),
+            };
             fs::write(
                 &conf,
                 format!(
@@ -325,7 +387,7 @@ fn command(kind: Kind, env: &Env, dir: &Path, port: u16) -> Result<Command> {
                      xferlog_enable=NO\ndual_log_enable=NO\nsyslog_enable=NO\n\
                      vsftpd_log_file=/dev/null\nlog_ftp_protocol=NO\n\
                      seccomp_sandbox=NO\nisolate=NO\nisolate_network=NO\n\
-                     tcp_wrappers=NO\nssl_enable=NO\nuse_sendfile=YES\n",
+                     tcp_wrappers=NO\nuse_sendfile=YES\n{ssl}",
                     anon.display(),
                     user.display()
                 ),
@@ -343,6 +405,9 @@ fn command(kind: Kind, env: &Env, dir: &Path, port: u16) -> Result<Command> {
                 .args(["-u", "1", "-H", "-A", "-4"])
                 .arg("-l")
                 .arg(format!("puredb:{}", dir.join("pureftpd.pdb").display()));
+            if let Some(t) = tls {
+                c.args(["-Y", "1", "-2"]).arg(format!("{},{}", t.cert.display(), t.key.display()));
+            }
             c
         }
         Kind::Pyftpdlib => {
@@ -353,6 +418,9 @@ fn command(kind: Kind, env: &Env, dir: &Path, port: u16) -> Result<Command> {
                 .arg(USER)
                 .arg(dir.join("user.phc"))
                 .arg(&user);
+            if let Some(t) = tls {
+                c.arg(&t.cert).arg(&t.key);
+            }
             c
         }
     })
@@ -376,10 +444,10 @@ pub fn spawn_guarded(mut cmd: Command, name: &str, addr: SocketAddr, log: &Path)
 }
 
 /// Starts a server on a fresh port and waits (bounded) for its greeting.
-pub async fn start(kind: Kind, env: &Env, dir: &Path) -> Result<Running> {
+pub async fn start(kind: Kind, env: &Env, dir: &Path, tls: Option<&TlsFiles>) -> Result<Running> {
     let port = free_port()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let cmd = command(kind, env, dir, port)?;
+    let cmd = command(kind, env, dir, port, tls)?;
     let mut running = spawn_guarded(cmd, kind.name(), addr, &dir.join("server.log"))?;
     running.wait_ready(&dir.join("server.log")).await?;
     Ok(running)

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use tokio::net::TcpStream;
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 use tokio::time::timeout;
+use tokio_rustls::TlsConnector;
 
 use crate::ftp::Ctrl;
 use crate::pattern;
@@ -72,14 +72,20 @@ async fn settle(pid: u32, base: Duration, max: Duration) {
     }
 }
 
-/// Opens `n` logged-in anonymous sessions, `conc` at a time. Returns those
-/// that succeeded and the first error, if any (no more are started after it).
+/// A logged-in idle session, held open without reading.
+type Held = Box<dyn std::any::Any + Send>;
+
+/// Opens `n` logged-in anonymous sessions, `conc` at a time, over TLS when
+/// a connector is given (AUTH TLS, PBSZ 0, PROT P before USER). Returns
+/// those that succeeded and the first error, if any (no more are started
+/// after it).
 async fn connect_many(
     addr: SocketAddr,
     n: usize,
     conc: usize,
     step: Duration,
-) -> (Vec<TcpStream>, Option<anyhow::Error>) {
+    tls: Option<&TlsConnector>,
+) -> (Vec<Held>, Option<anyhow::Error>) {
     let mut out = Vec::with_capacity(n);
     let mut set = JoinSet::new();
     let mut started = 0;
@@ -87,10 +93,22 @@ async fn connect_many(
     loop {
         while first_err.is_none() && started < n && set.len() < conc {
             started += 1;
+            let tls = tls.cloned();
             set.spawn(async move {
-                let mut c = Ctrl::connect(addr, step).await?;
-                c.login("anonymous", "bench@example.org").await?;
-                Ok::<TcpStream, anyhow::Error>(c.into_stream())
+                let c = Ctrl::connect(addr, step).await?;
+                let held: Held = match tls {
+                    None => {
+                        let mut c = c;
+                        c.login("anonymous", "bench@example.org").await?;
+                        Box::new(c.into_stream())
+                    }
+                    Some(tls) => {
+                        let mut c = c.start_tls(&tls).await?;
+                        c.login("anonymous", "bench@example.org").await?;
+                        Box::new(c.into_stream())
+                    }
+                };
+                Ok::<Held, anyhow::Error>(held)
             });
         }
         match set.join_next().await {
@@ -107,60 +125,81 @@ async fn connect_many(
     (out, first_err)
 }
 
-/// Idle memory, then memory with N logged-in idle clients for each N of the ramp.
-pub async fn memory(plan: &Plan, server: &str, pid: u32, addr: SocketAddr, res: &mut Results) -> Result<()> {
+/// Idle memory, then memory with N logged-in idle clients for each N of the
+/// ramp; over FTPS when `tls` is given (reported in a section of its own,
+/// and not plotted).
+pub async fn memory(
+    plan: &Plan,
+    server: &str,
+    pid: u32,
+    addr: SocketAddr,
+    tls: Option<&TlsConnector>,
+    res: &mut Results,
+) -> Result<()> {
     settle(pid, plan.settle, Duration::from_secs(5)).await;
     let m0 = procs::tree_memory(pid);
-    let sec = "Memory";
+    let (sec, key, over) = match tls {
+        None => ("Memory", "", ""),
+        Some(_) => ("Memory over FTPS", "tls_", " (TLS on)"),
+    };
     res.record(
-        &Metric::new(sec, "idle_rss", "Idle server, RSS (all processes)", "kB", Better::Lower),
+        &Metric::new(
+            sec,
+            format!("{key}idle_rss"),
+            format!("Idle server{over}, RSS (all processes)"),
+            "kB",
+            Better::Lower,
+        ),
         server,
         m0.rss_kb as f64,
     );
     res.record(
-        &Metric::new(sec, "idle_pss", "Idle server, PSS (all processes)", "kB", Better::Lower),
+        &Metric::new(
+            sec,
+            format!("{key}idle_pss"),
+            format!("Idle server{over}, PSS (all processes)"),
+            "kB",
+            Better::Lower,
+        ),
         server,
         m0.pss_kb as f64,
     );
-    res.point(
-        server,
-        0,
-        Point {
-            clients: 0.0,
-            rss_kb: m0.rss_kb as f64,
-            pss_kb: m0.pss_kb as f64,
-            processes: m0.processes as f64,
-        },
-    );
+    let point = |res: &mut Results, at: usize, clients: usize, m: &procs::Mem| {
+        if tls.is_none() {
+            res.point(
+                server,
+                at,
+                Point {
+                    clients: clients as f64,
+                    rss_kb: m.rss_kb as f64,
+                    pss_kb: m.pss_kb as f64,
+                    processes: m.processes as f64,
+                },
+            );
+        }
+    };
+    point(res, 0, 0, &m0);
+    let (who, whom) = if tls.is_some() { ("FTPS client", "FTPS clients") } else { ("client", "clients") };
 
-    let mut held: Vec<TcpStream> = Vec::new();
+    let mut held: Vec<Held> = Vec::new();
     let meter = CpuMeter::start(None);
     let mut outcome = Ok(());
     let top = plan.ramp.last().copied().unwrap_or(0);
     for &target in &plan.ramp {
         let need = target.saturating_sub(held.len());
-        let (got, err) = connect_many(addr, need, plan.ramp_concurrency, plan.step).await;
+        let (got, err) = connect_many(addr, need, plan.ramp_concurrency, plan.step, tls).await;
         held.extend(got);
         settle(pid, plan.settle, Duration::from_secs(20)).await;
         let m = procs::tree_memory(pid);
         let n = held.len();
-        res.point(
-            server,
-            target,
-            Point {
-                clients: n as f64,
-                rss_kb: m.rss_kb as f64,
-                pss_kb: m.pss_kb as f64,
-                processes: m.processes as f64,
-            },
-        );
+        point(res, target, n, &m);
         if n > 0 {
             let per = |now: u64, before: u64| (now as f64 - before as f64) / n as f64;
             res.record(
                 &Metric::new(
                     sec,
-                    format!("pss_per_client_{target}"),
-                    format!("PSS per logged-in idle client, {target} clients"),
+                    format!("{key}pss_per_client_{target}"),
+                    format!("PSS per logged-in idle {who}, {target} clients"),
                     "kB",
                     Better::Lower,
                 ),
@@ -170,8 +209,8 @@ pub async fn memory(plan: &Plan, server: &str, pid: u32, addr: SocketAddr, res: 
             res.record(
                 &Metric::new(
                     sec,
-                    format!("rss_per_client_{target}"),
-                    format!("RSS per logged-in idle client, {target} clients"),
+                    format!("{key}rss_per_client_{target}"),
+                    format!("RSS per logged-in idle {who}, {target} clients"),
                     "kB",
                     Better::Lower,
                 ),
@@ -181,7 +220,7 @@ pub async fn memory(plan: &Plan, server: &str, pid: u32, addr: SocketAddr, res: 
             res.record(
                 &Metric::new(
                     sec,
-                    format!("procs_{target}"),
+                    format!("{key}procs_{target}"),
                     format!("Server processes with {target} clients"),
                     "",
                     Better::Neither,
@@ -195,7 +234,8 @@ pub async fn memory(plan: &Plan, server: &str, pid: u32, addr: SocketAddr, res: 
                 outcome = Err(e.context(format!("ramp to {target} clients: only {n} logged in")));
             } else {
                 // A measurement, not a failure: the most this server held here.
-                res.shortfall(server, n, format!("{e:#}"));
+                let label = if tls.is_some() { format!("{server} over FTPS") } else { server.to_string() };
+                res.shortfall(&label, n, format!("{e:#}"));
             }
             break;
         }
@@ -203,8 +243,8 @@ pub async fn memory(plan: &Plan, server: &str, pid: u32, addr: SocketAddr, res: 
     let used = meter.stop();
     let reached = Metric::new(
         sec,
-        "clients_reached",
-        format!("Logged-in idle clients held (of {top})"),
+        format!("{key}clients_reached"),
+        format!("Logged-in idle {whom} held (of {top})"),
         "",
         Better::Higher,
     );

@@ -176,6 +176,12 @@ mod zero_copy {
 
 /// Receives the data connection into an upload until the client closes it;
 /// returns the bytes written to storage. The caller commits the upload.
+///
+/// A socket read returns whatever has arrived (often 64 KiB or less), so
+/// each buffer is filled before it goes to storage: one storage write per
+/// buffer, not per packet (each local write is a hop to the blocking pool).
+/// Two buffers: the next one fills from the network while the previous one
+/// is written.
 pub async fn receive_file<R: AsyncRead + Unpin>(
     socket: &mut R,
     upload: &mut Box<dyn Upload>,
@@ -184,24 +190,31 @@ pub async fn receive_file<R: AsyncRead + Unpin>(
     stall: Duration,
     progress: &Progress,
 ) -> Result<u64, TransferError> {
-    let mut buf = vec![0u8; buffer_size.max(512)];
+    let size = buffer_size.max(512);
+    let mut current = vec![0u8; size];
+    let mut next = vec![0u8; size];
     let mut converted = Vec::new();
     let mut pending_cr = false;
     let mut total = 0u64;
-    loop {
-        let n = timed(stall, socket.read(&mut buf)).await?;
-        if n == 0 {
-            break;
-        }
-        progress.add(n as u64);
+    let mut n = fill(socket, &mut current, stall, progress).await?;
+    while n > 0 {
         let chunk = if ascii_mode {
-            ascii::from_network(&buf[..n], &mut pending_cr, &mut converted);
+            ascii::from_network(&current[..n], &mut pending_cr, &mut converted);
             &converted[..]
         } else {
-            &buf[..n]
+            &current[..n]
         };
-        upload.write_all(chunk).await.map_err(|e| TransferError::Storage(e.into()))?;
+        let (written, filled) = tokio::join!(upload.write_all(chunk), async {
+            if n < size {
+                Ok(0) // the last fill stopped at the end of the data
+            } else {
+                fill(socket, &mut next, stall, progress).await
+            }
+        });
+        written.map_err(|e| TransferError::Storage(e.into()))?;
         total += chunk.len() as u64;
+        n = filled?;
+        std::mem::swap(&mut current, &mut next);
     }
     if ascii_mode {
         ascii::from_network_finish(pending_cr, &mut converted);
@@ -210,6 +223,26 @@ pub async fn receive_file<R: AsyncRead + Unpin>(
     }
     upload.flush().await.map_err(|e| TransferError::Storage(e.into()))?;
     Ok(total)
+}
+
+/// Reads until `buf` is full or the peer closes; returns the bytes read
+/// (fewer than `buf.len()` only at the end of the data).
+async fn fill<R: AsyncRead + Unpin>(
+    socket: &mut R,
+    buf: &mut [u8],
+    stall: Duration,
+    progress: &Progress,
+) -> Result<usize, TransferError> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = timed(stall, socket.read(&mut buf[filled..])).await?;
+        if n == 0 {
+            break;
+        }
+        progress.add(n as u64);
+        filled += n;
+    }
+    Ok(filled)
 }
 
 /// Writes listing bytes to the data connection with the stall timeout.
