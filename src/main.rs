@@ -1134,20 +1134,9 @@ fn virtual_dir(option: &str, path: &str) -> Result<String, Failure> {
 
 /// Parses `/virt=/real[:ro]` (`:rw` also accepted); the real directory must exist.
 fn parse_mount(spec: &str) -> Result<MountSpec, Failure> {
-    let Some((virt, real)) = spec.split_once('=') else {
-        return Err(Failure::input(format!("--mount `{spec}`: write it as /VIRT=/REAL or /VIRT=/REAL:ro")));
-    };
-    let (real, read_only) = if let Some(r) = real.strip_suffix(":ro") {
-        (r, true)
-    } else {
-        (real.strip_suffix(":rw").unwrap_or(real), false)
-    };
-    let virtual_path = virtual_dir("--mount", virt)?;
-    if virtual_path == "/" {
-        return Err(Failure::input("--mount: `/` is the user's root; use --root to change it"));
-    }
-    let real_path = existing_dir(&format!("--mount {virtual_path}"), Path::new(real))?;
-    Ok(MountSpec { virtual_path, real_path, read_only })
+    let m = MountSpec::parse(spec).map_err(|e| Failure::input(format!("--mount `{spec}`: {e}")))?;
+    let real_path = existing_dir(&format!("--mount {}", m.virtual_path), &m.real_path)?;
+    Ok(MountSpec { real_path, ..m })
 }
 
 /// A user's rule as stored: one line, braces included, checked to compile

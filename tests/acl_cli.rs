@@ -5,13 +5,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Cursor};
+use std::io::Cursor;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Output};
 use std::time::Duration;
 
+use common::daemon::Daemon;
 use common::{wait_until, CONNECT_TIMEOUT, REPLY_TIMEOUT};
 use suppaftp::{FtpError, FtpStream};
 
@@ -217,58 +217,6 @@ fn a_users_own_rules() {
     assert!(err.contains("leave out `who`"), "{err}");
     ok(d, &["user", "mod", "alice", "--db", "users.db", "--clear-rules"]);
     assert!(ok(d, &["user", "rules", "alice", "--db", "users.db"]).contains("no rules"));
-}
-
-/// A server started as the binary, killed on drop; its stderr is collected.
-struct Daemon {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-    addr: SocketAddr,
-}
-
-impl Daemon {
-    fn start(dir: &Path, config: &str) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ferroftpd"))
-            .args(["serve", "--config", config, "--log-level", "info"])
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start ferroftpd serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let mut addr = None;
-        let found = wait_until(DEADLINE, || {
-            addr = log.lock().unwrap().iter().find_map(|l| {
-                let (_, rest) = l.split_once("listening addr=")?;
-                rest.split_whitespace().next()?.parse().ok()
-            });
-            addr.is_some()
-        });
-        let mut daemon = Daemon { child, log, addr: SocketAddr::from(([127, 0, 0, 1], 0)) };
-        assert!(found, "server did not start:\n{}", daemon.log_text());
-        daemon.addr = addr.unwrap();
-        daemon
-    }
-
-    fn log_text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn login(addr: SocketAddr) -> FtpStream {

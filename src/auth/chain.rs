@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::anonymous::{self, Anonymous};
+use super::pam::{self, Pam};
 use super::userdb::{self, UserDb};
 use super::{password, Account, AuthOutcome, Authenticator, LoginRequest};
 use crate::config::load::closest;
@@ -67,6 +68,7 @@ pub fn build_chain(config: &Config) -> Result<AuthChain, ConfigError> {
                 UserDb::open_sqlite(&config.userdb.path)
                     .map_err(|e| ConfigError(format!("userdb.path: cannot open the user database: {e}")))?,
             ),
+            pam::MODULE_NAME => Arc::new(Pam::from_config(&config.pam).map_err(ConfigError)?),
             planned if PLANNED_AUTH_MODULES.contains(&planned) => {
                 return Err(ConfigError(format!(
                     "auth.chain: module `{planned}` is not available yet; valid modules: {}",
@@ -152,9 +154,9 @@ mod tests {
     fn bad_module_names() {
         let dir = tempfile::tempdir().unwrap();
         let err = build_chain(&config(&dir, &["anonymous", "ldap"])).unwrap_err().0;
-        assert!(err.contains("unknown module `ldap`") && err.contains("anonymous, userdb"), "{err}");
+        assert!(err.contains("unknown module `ldap`") && err.contains("anonymous, userdb, pam"), "{err}");
         let err = build_chain(&config(&dir, &["pam"])).unwrap_err().0;
-        assert!(err.contains("not available yet"), "{err}");
+        assert!(err.contains("pam:"), "{err}");
         let err = build_chain(&config(&dir, &["userdb", "userdb"])).unwrap_err().0;
         assert!(err.contains("listed twice"), "{err}");
     }

@@ -5,6 +5,7 @@
 
 pub mod anonymous;
 pub mod chain;
+pub mod pam;
 pub mod password;
 pub mod userdb;
 

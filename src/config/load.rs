@@ -141,6 +141,21 @@ pub const EXAMPLES: &[(&str, &str, &str)] = &[
     ("anonymous.upload_dirs", "an array of absolute virtual paths", r#"upload_dirs = ["/incoming"]"#),
     ("userdb", "a table (section)", "[userdb]"),
     ("userdb.path", "a file path string", r#"path = "/var/lib/ferroftpd/users.db""#),
+    ("pam", "a table (section)", "[pam]"),
+    ("pam.service", "a PAM service name string", r#"service = "ferroftpd""#),
+    ("pam.root", "a directory path string with %u for the user name", r#"root = "/srv/ftp/%u""#),
+    ("pam.home", "true or false", "home = true"),
+    ("pam.initial_dir", "an absolute virtual path string", r#"initial_dir = "/""#),
+    (
+        "pam.mounts",
+        "an array of \"/VIRT=/REAL\" or \"/VIRT=/REAL:ro\" strings",
+        r#"mounts = ["/pub=/srv/pub:ro"]"#,
+    ),
+    ("pam.groups", "an array of group names", r#"groups = ["staff"]"#),
+    ("pam.unix_groups", "true or false", "unix_groups = true"),
+    ("pam.read_only", "true or false", "read_only = false"),
+    ("pam.max_sessions", "a whole number", "max_sessions = 4"),
+    ("pam.max_concurrent", "a whole number from 1", "max_concurrent = 4"),
     ("permissions", "a table (section)", "[permissions]"),
     ("permissions.modules", "an array of module names: acl, account", r#"modules = ["acl", "account"]"#),
     ("permissions.default", "\"allow\" or \"deny\"", r#"default = "allow""#),
@@ -715,6 +730,9 @@ fn check(config: &mut Config, src: &Source<'_>) -> Result<(), ConfigError> {
         }
     }
 
+    if chain_has("pam") {
+        check_pam(config, src, &mut problems);
+    }
     check_tls(config, src, &mut problems);
     check_permissions(config, src, &mut problems);
 
@@ -732,6 +750,81 @@ fn check(config: &mut Config, src: &Source<'_>) -> Result<(), ConfigError> {
         Ok(())
     } else {
         Err(ConfigError(problems.join("\n\n")))
+    }
+}
+
+/// The `[pam]` section, when `pam` is in the chain.
+fn check_pam(config: &mut Config, src: &Source<'_>, problems: &mut Vec<String>) {
+    if let Err(e) = crate::auth::pam::available() {
+        problems.push(src.at_item(
+            "auth.chain",
+            config.auth.chain.iter().position(|m| m == "pam").unwrap_or(0),
+            &e,
+        ));
+    }
+    let pam = &mut config.pam;
+    if pam.service.is_empty() || pam.service.contains(['/', '\0']) {
+        problems.push(src.at_key(
+            "pam.service",
+            "a PAM service is a file name in /etc/pam.d\n = write, for example: service = \"ferroftpd\"",
+        ));
+    }
+    match (&pam.root, pam.home) {
+        (Some(_), true) => problems.push(src.at_key(
+            "pam.home",
+            "both `root` and `home` are set\n = keep one: root = \"/srv/ftp/%u\" or home = true",
+        )),
+        (None, false) => problems.push(src.at_key(
+            "pam",
+            "PAM users need a root directory\n = write root = \"/srv/ftp/%u\" (%u: the user name) or home = true",
+        )),
+        (Some(root), false) if !Path::new(root).is_absolute() => problems.push(src.at_key(
+            "pam.root",
+            &format!("`{}` is not an absolute path\n = write, for example: root = \"/srv/ftp/%u\"", root.escape_debug()),
+        )),
+        _ => {}
+    }
+    match normalize("/", &pam.initial_dir) {
+        Ok(n) if pam.initial_dir.starts_with('/') => pam.initial_dir = n,
+        _ => problems.push(src.at_key(
+            "pam.initial_dir",
+            &format!(
+                "`{}` is not an absolute virtual path\n = write, for example: initial_dir = \"/\"",
+                pam.initial_dir.escape_debug()
+            ),
+        )),
+    }
+    for (i, m) in pam.mounts.iter().enumerate() {
+        match crate::vfs::MountSpec::parse(m) {
+            Ok(spec) if !spec.real_path.is_absolute() => problems.push(src.at_item(
+                "pam.mounts",
+                i,
+                &format!(
+                    "`{}` is not an absolute path\n = write, for example: \"/pub=/srv/pub:ro\"",
+                    spec.real_path.display()
+                ),
+            )),
+            Ok(spec) if !spec.real_path.is_dir() => problems.push(src.at_item(
+                "pam.mounts",
+                i,
+                &format!(
+                    "directory `{}` does not exist\n = create it or remove this mount",
+                    spec.real_path.display()
+                ),
+            )),
+            Ok(_) => {}
+            Err(e) => problems.push(src.at_item(
+                "pam.mounts",
+                i,
+                &format!("{e}\n = write, for example: \"/pub=/srv/pub:ro\""),
+            )),
+        }
+    }
+    if pam.max_concurrent == 0 {
+        problems.push(src.at_key(
+            "pam.max_concurrent",
+            "0 would let no PAM login through\n = write, for example: max_concurrent = 4",
+        ));
     }
 }
 
@@ -1059,7 +1152,13 @@ mod tests {
             "{e}"
         );
         let e = error("[auth]\nchain = [\"pam\"]\n");
-        assert!(e.contains(":2:10: auth.chain: module `pam` is not available yet"), "{e}");
+        assert!(e.contains("PAM users need a root directory"), "{e}");
+        let e =
+            error("[auth]\nchain = [\"pam\"]\n[pam]\nroot = \"srv/%u\"\nhome = true\nmounts = [\"pub\"]\n");
+        assert!(e.contains("pam.home: both `root` and `home` are set"), "{e}");
+        assert!(e.contains("pam.mounts: write it as /VIRT=/REAL"), "{e}");
+        let e = error("[auth]\nchain = [\"pam\"]\n[pam]\nroot = \"srv/%u\"\n");
+        assert!(e.contains("pam.root: `srv/%u` is not an absolute path"), "{e}");
         let e = error("[auth]\nchain = []\n");
         assert!(e.contains(":2:1: auth.chain: no authentication module"), "{e}");
     }

@@ -20,6 +20,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub anonymous: AnonymousConfig,
     pub userdb: UserDbConfig,
+    pub pam: PamConfig,
     pub permissions: PermissionsConfig,
     pub acl: AclConfig,
     pub tls: TlsConfig,
@@ -60,7 +61,9 @@ pub struct LimitsConfig {
     pub max_sessions_per_user: u32,
     /// Failed logins before the connection is closed.
     pub max_login_failures: u32,
-    /// Delay before answering a failed login, in milliseconds.
+    /// Time from PASS to the answer of a failed login, in milliseconds,
+    /// whichever module refused and however long it took (so timing does not
+    /// tell unknown users from wrong passwords).
     pub failed_login_delay_ms: u64,
     /// Longest command line accepted, in bytes (at least 512).
     pub max_line_length: usize,
@@ -159,16 +162,16 @@ impl Default for TransferConfig {
 }
 
 /// Authentication modules `auth.chain` may name.
-pub const AUTH_MODULES: &[&str] = &["anonymous", "userdb"];
+pub const AUTH_MODULES: &[&str] = &["anonymous", "userdb", "pam"];
 
 /// Modules planned but not built yet: named in errors as "not available yet"
 /// rather than "unknown", so a reader of the design is not confused.
-pub const PLANNED_AUTH_MODULES: &[&str] = &["pam"];
+pub const PLANNED_AUTH_MODULES: &[&str] = &[];
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    /// Modules asked in order: `anonymous`, `userdb`.
+    /// Modules asked in order: `anonymous`, `userdb`, `pam`.
     pub chain: Vec<String>,
 }
 
@@ -203,6 +206,55 @@ pub struct UserDbConfig {
 impl Default for UserDbConfig {
     fn default() -> Self {
         UserDbConfig { path: PathBuf::from("ferroftpd-users.db") }
+    }
+}
+
+/// The `pam` module: who PAM accepts, and how such a user's session looks.
+/// PAM answers only "is this password right and is the account usable";
+/// root, groups and limits come from here.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PamConfig {
+    /// PAM service name: the file `/etc/pam.d/<service>`.
+    pub service: String,
+    /// The user's root directory, `%u` standing for the user name
+    /// (e.g. "/srv/ftp/%u"). Either this or `home`.
+    pub root: Option<String>,
+    /// Use the user's home directory from the system's user database
+    /// (getpwnam) as root.
+    pub home: bool,
+    /// Virtual directory the session starts in.
+    pub initial_dir: String,
+    /// Virtual directories grafted from real ones, "/VIRT=/REAL" or
+    /// "/VIRT=/REAL:ro", for every PAM user.
+    pub mounts: Vec<String>,
+    /// Groups every PAM user is in (for permission rules).
+    pub groups: Vec<String>,
+    /// Also put the user in its Unix groups (getgrouplist).
+    pub unix_groups: bool,
+    /// No modification anywhere.
+    pub read_only: bool,
+    /// Simultaneous sessions of one PAM user (unset: `limits.max_sessions_per_user`).
+    pub max_sessions: Option<u32>,
+    /// PAM conversations running at once (each holds a blocking thread);
+    /// more logins wait their turn.
+    pub max_concurrent: u32,
+}
+
+impl Default for PamConfig {
+    fn default() -> Self {
+        PamConfig {
+            service: "ferroftpd".to_string(),
+            root: None,
+            home: false,
+            initial_dir: "/".to_string(),
+            mounts: Vec::new(),
+            groups: Vec::new(),
+            unix_groups: false,
+            read_only: false,
+            max_sessions: None,
+            max_concurrent: 4,
+        }
     }
 }
 

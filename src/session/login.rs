@@ -30,17 +30,18 @@ impl Session {
         let Some(name) = self.pending_user.take() else {
             return Reply::new(503, "Login with USER first.").into();
         };
+        let started = tokio::time::Instant::now();
         let request = LoginRequest { user: &name, password: &password, peer: self.peer.ip() };
         let result = self.shared.live().auth.authenticate(&request).await;
         let account = match result {
             LoginResult::Accepted(account) => account,
             LoginResult::Rejected { module } => {
                 tracing::warn!(user = %name, module, "login failed: wrong password or disabled account");
-                return self.login_failed().await;
+                return self.login_failed(started).await;
             }
             LoginResult::Unknown => {
                 tracing::warn!(user = %name, "login failed: unknown user");
-                return self.login_failed().await;
+                return self.login_failed(started).await;
             }
         };
         if self.account_needs_tls(&account) {
@@ -67,11 +68,15 @@ impl Session {
         Reply::new(230, text).into()
     }
 
-    async fn login_failed(&mut self) -> Outcome {
+    /// Answers a failed login `failed_login_delay_ms` after PASS arrived,
+    /// whichever module decided and however long it took (a PAM stack, a
+    /// hash, or no check at all for an unknown user), so the reply's timing
+    /// tells nothing about which user names exist.
+    async fn login_failed(&mut self, started: tokio::time::Instant) -> Outcome {
         self.failures += 1;
         let verdict = self.shared.bans.failure(self.peer.ip(), &self.shared.live().config.ban);
         let delay = Duration::from_millis(self.shared.live().config.limits.failed_login_delay_ms);
-        tokio::time::sleep(delay).await;
+        tokio::time::sleep_until(started + delay).await;
         if let FailureVerdict::Banned(_) = verdict {
             return Outcome::Close(Reply::new(
                 421,

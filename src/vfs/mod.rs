@@ -34,6 +34,32 @@ pub struct MountSpec {
     pub read_only: bool,
 }
 
+impl MountSpec {
+    /// Parses `/virt=/real`, `/virt=/real:ro` or `/virt=/real:rw` (the
+    /// command line's and the configuration's syntax). Checks the shape
+    /// only: whether the real directory exists is the caller's concern.
+    pub fn parse(spec: &str) -> Result<MountSpec, String> {
+        let Some((virt, real)) = spec.split_once('=') else {
+            return Err("write it as /VIRT=/REAL or /VIRT=/REAL:ro".into());
+        };
+        let (real, read_only) = match real.strip_suffix(":ro") {
+            Some(r) => (r, true),
+            None => (real.strip_suffix(":rw").unwrap_or(real), false),
+        };
+        if !virt.starts_with('/') {
+            return Err(format!("`{}` is not an absolute virtual path", virt.escape_debug()));
+        }
+        let virtual_path = normalize("/", virt).map_err(|e| e.to_string())?;
+        if virtual_path == "/" {
+            return Err("`/` is the user's root; change the root instead".into());
+        }
+        if real.is_empty() {
+            return Err("the real directory is missing after `=`".into());
+        }
+        Ok(MountSpec { virtual_path, real_path: PathBuf::from(real), read_only })
+    }
+}
+
 /// Identifies a local tree for sharing between sessions.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct TreeKey {

@@ -8,6 +8,7 @@
 
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+pub mod daemon;
 pub mod tls;
 
 use std::io::{self, BufRead, BufReader, Read, Write};

@@ -1,0 +1,73 @@
+//! The server started as its binary (`ferroftpd serve`), for tests that
+//! need a separate process: signals, reload by pid file, an environment of
+//! its own (a preloaded PAM wrapper). Killed on drop; its log is collected.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::wait_until;
+
+/// How long the server may take to start listening.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A server started as the binary, killed on drop; its stderr is collected.
+pub struct Daemon {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+    pub addr: SocketAddr,
+}
+
+impl Daemon {
+    pub fn start(dir: &Path, config: &str) -> Daemon {
+        Daemon::start_with_env(dir, config, &[])
+    }
+
+    /// Started with extra environment variables.
+    pub fn start_with_env(dir: &Path, config: &str, env: &[(&str, &str)]) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ferroftpd"))
+            .args(["serve", "--config", config, "--log-level", "info"])
+            .envs(env.iter().copied())
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start ferroftpd serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut addr = None;
+        let found = wait_until(DEADLINE, || {
+            addr = log.lock().unwrap().iter().find_map(|l| {
+                let (_, rest) = l.split_once("listening addr=")?;
+                rest.split_whitespace().next()?.parse().ok()
+            });
+            addr.is_some()
+        });
+        let mut daemon = Daemon { child, log, addr: SocketAddr::from(([127, 0, 0, 1], 0)) };
+        assert!(found, "server did not start:\n{}", daemon.log_text());
+        daemon.addr = addr.unwrap();
+        daemon
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
