@@ -17,11 +17,12 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::time::Instant;
 
-/// The configured passive port range, shared by all sessions.
+/// The configured passive port range, shared by all sessions; a reload
+/// may change it (new reservations use the new range).
 #[derive(Debug)]
 pub struct PassivePorts {
-    first: u16,
-    last: u16,
+    /// `first << 16 | last`, so both change together.
+    range: AtomicU32,
     /// Where the next search starts, so consecutive sessions spread over the
     /// range instead of all probing the same busy ports.
     cursor: AtomicU32,
@@ -30,19 +31,34 @@ pub struct PassivePorts {
 impl PassivePorts {
     /// `[0, 0]` means any port the system picks.
     pub fn new(range: [u16; 2]) -> PassivePorts {
-        PassivePorts { first: range[0], last: range[1].max(range[0]), cursor: AtomicU32::new(0) }
+        let ports = PassivePorts { range: AtomicU32::new(0), cursor: AtomicU32::new(0) };
+        ports.set_range(range);
+        ports
+    }
+
+    /// Replaces the range (on reload).
+    pub fn set_range(&self, range: [u16; 2]) {
+        let (first, last) = (range[0], range[1].max(range[0]));
+        self.range.store(u32::from(first) << 16 | u32::from(last), Ordering::Relaxed);
+    }
+
+    /// The current range, `[0, 0]` for any port.
+    pub fn range(&self) -> [u16; 2] {
+        let r = self.range.load(Ordering::Relaxed);
+        [(r >> 16) as u16, r as u16]
     }
 
     /// Binds a listener on `ip` on a free port of the range.
     pub fn bind(&self, ip: IpAddr) -> io::Result<PassiveListener> {
-        if self.first == 0 {
+        let [first, last] = self.range();
+        if first == 0 {
             return bind_listener(SocketAddr::new(ip, 0)).map(|listener| PassiveListener { listener });
         }
-        let span = u32::from(self.last - self.first) + 1;
+        let span = u32::from(last - first) + 1;
         let start = self.cursor.fetch_add(1, Ordering::Relaxed) % span;
         let mut last_err = None;
         for i in 0..span {
-            let port = self.first + ((start + i) % span) as u16;
+            let port = first + ((start + i) % span) as u16;
             match bind_listener(SocketAddr::new(ip, port)) {
                 Ok(listener) => return Ok(PassiveListener { listener }),
                 Err(e) => last_err = Some(e),

@@ -150,6 +150,30 @@ impl BanList {
         FailureVerdict::Counted
     }
 
+    /// Addresses banned right now, with the time each ban has left, longest first.
+    pub fn banned_list(&self) -> Vec<(IpAddr, Duration)> {
+        let now = Instant::now();
+        let mut list: Vec<(IpAddr, Duration)> = self
+            .table()
+            .entries
+            .iter()
+            .filter_map(|(k, e)| e.banned_until.filter(|&u| u > now).map(|u| (*k, u - now)))
+            .collect();
+        list.sort_by(|a, b| b.1.cmp(&a.1));
+        list
+    }
+
+    /// Lifts the ban of `ip` (and forgets its failures); false if it was not banned.
+    pub fn unban(&self, ip: IpAddr) -> bool {
+        let k = key(ip);
+        let removed = self.table().entries.remove(&k);
+        let was = removed.is_some_and(|e| e.banned_until.is_some_and(|u| u > Instant::now()));
+        if was {
+            tracing::info!(address = %k, "ban lifted by an administrator");
+        }
+        was
+    }
+
     /// Addresses currently remembered (banned or with recent failures).
     pub fn tracked(&self) -> usize {
         self.table().entries.len()

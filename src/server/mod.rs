@@ -7,6 +7,7 @@
 pub mod ban;
 pub mod limits;
 pub mod memory;
+pub mod registry;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -69,6 +70,8 @@ pub struct Shared {
     pub limits: Limits,
     /// Failed logins per address and the addresses banned for them.
     pub bans: ban::BanList,
+    /// Live sessions (the web admin's dashboard).
+    pub registry: Arc<registry::Registry>,
 }
 
 impl Shared {
@@ -88,15 +91,15 @@ impl Shared {
             None => self.live().config.clone(),
         };
         let old = self.live();
-        if config.passive.port_range != old.config.passive.port_range
-            || config.server.listen != old.config.server.listen
+        if config.server.listen != old.config.server.listen
             || config.tls.implicit_listen != old.config.tls.implicit_listen
         {
-            tracing::warn!("listen addresses and the passive port range change only at restart");
+            tracing::warn!("listen addresses change only at restart");
         }
         let auth = crate::auth::build_chain(&config)?;
         let live = Arc::new(Live::new(config, auth)?);
         crate::auth::password::set_memory_budget(live.config.limits.hashing_memory.bytes());
+        self.passive.set_range(live.config.passive.port_range);
         match self.live.write() {
             Ok(mut guard) => *guard = live,
             Err(poisoned) => *poisoned.into_inner() = live,
@@ -138,6 +141,7 @@ impl Server {
             passive: PassivePorts::new(config.passive.port_range),
             limits: Limits::default(),
             bans: ban::BanList::default(),
+            registry: Arc::default(),
             config_path,
             live: RwLock::new(Arc::new(live)),
         });

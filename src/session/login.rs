@@ -63,6 +63,7 @@ impl Session {
         let cwd = initial_dir(&vfs, &account).await;
         tracing::info!(user = %account.name, module = account.module, cwd = %cwd, "login");
         let text = if account.anonymous { "Anonymous access granted." } else { "Login successful." };
+        self.registration.logged_in(account.clone(), &cwd);
         self.user = Some(Box::new(LoggedIn { account, vfs, cwd, rename_from: None, _guard: guard }));
         self.failures = 0;
         Reply::new(230, text).into()
@@ -93,6 +94,7 @@ impl Session {
     pub(super) fn cmd_rein(&mut self) -> Outcome {
         if let Some(user) = self.user.take() {
             tracing::info!(user = %user.account.name, "logout (REIN)");
+            self.registration.logged_out();
         }
         self.pending_user = None;
         self.params = Params::default();

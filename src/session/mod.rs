@@ -31,6 +31,7 @@ use tracing::Instrument as _;
 use crate::data::{DataSetup, Progress};
 use crate::proto::{self, Command, Reply, TransferType};
 use crate::server::limits::ConnectionGuard;
+use crate::server::registry::{Registration, TransferView};
 use crate::server::{ListenerInfo, Shared};
 use control::{Control, Incoming};
 use security::TlsState;
@@ -65,6 +66,7 @@ pub async fn run(
         (Control::new(stream, write_timeout), None)
     };
     let rate = rate::CommandRate::new(&shared.live().config.limits);
+    let registration = shared.registry.register(peer);
     let mut session = Session {
         control,
         rate,
@@ -79,6 +81,7 @@ pub async fn run(
         params: Params::default(),
         transfer: None,
         deferred: None,
+        registration,
         _guard: guard,
     };
     session.serve().instrument(span).await;
@@ -140,6 +143,8 @@ struct Session {
     transfer: Option<Box<Transfer>>,
     /// A command that arrived during a transfer and waits for its end.
     deferred: Option<Box<Command>>,
+    /// The session's entry in the live-session registry.
+    registration: Registration,
     _guard: ConnectionGuard,
 }
 
@@ -147,6 +152,8 @@ enum Event {
     Input(std::io::Result<Incoming>),
     TransferDone(Finished),
     Timeout,
+    /// An administrator ended the session.
+    Kicked,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -178,6 +185,7 @@ impl Session {
                 Some(t) => tokio::select! {
                     done = t.future.as_mut() => Event::TransferDone(done),
                     input = self.control.next(max_line) => Event::Input(input),
+                    _ = self.registration.kicked() => Event::Kicked,
                 },
                 None => {
                     let deadline = if self.user.is_some() {
@@ -189,6 +197,7 @@ impl Session {
                     tokio::select! {
                         input = self.control.next(max_line) => Event::Input(input),
                         _ = tokio::time::sleep_until(deadline) => Event::Timeout,
+                        _ = self.registration.kicked() => Event::Kicked,
                     }
                 }
             };
@@ -226,11 +235,17 @@ impl Session {
             }
             Event::TransferDone(done) => match self.transfer.take() {
                 Some(t) => {
+                    self.registration.transfer_ended(t.command, t.progress.bytes());
                     let reply = Box::pin(self.finish_transfer(*t, done)).await;
                     self.reply(reply).await
                 }
                 None => true,
             },
+            Event::Kicked => {
+                tracing::warn!("disconnected by an administrator");
+                let _ = self.control.send(&Reply::new(421, "Disconnected by the administrator.")).await;
+                false
+            }
             Event::Timeout => {
                 let what = if self.user.is_some() { "idle" } else { "login" };
                 tracing::info!(timeout = what, "closing inactive session");
@@ -314,6 +329,13 @@ impl Session {
                 false
             }
             Outcome::Transfer(preliminary, transfer) => {
+                self.registration.transfer_started(TransferView {
+                    command: transfer.command,
+                    path: transfer.path.clone(),
+                    progress: transfer.progress.clone(),
+                    started: transfer.started.into_std(),
+                    size: transfer.size,
+                });
                 self.transfer = Some(Box::new(transfer));
                 self.reply(preliminary).await
             }
@@ -374,6 +396,7 @@ impl Session {
                         peer: self.peer,
                         local: self.local,
                         data_tls,
+                        registration: &self.registration,
                     };
                     ctx.dispatch(cmd, rename_from).await
                 }
@@ -391,6 +414,7 @@ impl Session {
 
     async fn abort_transfer(&mut self) -> bool {
         if let Some(t) = self.transfer.take() {
+            self.registration.transfer_ended(t.command, t.progress.bytes());
             // Dropping the future closes the data connection and discards an
             // unfinished replacement upload.
             tracing::info!(

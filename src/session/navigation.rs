@@ -22,6 +22,7 @@ impl Ctx<'_> {
         if !meta.is_dir() {
             return Err(Reply::new(550, "Not a directory."));
         }
+        self.registration.changed_dir(&vpath);
         self.user.cwd = vpath;
         Ok(Reply::new(250, "Directory successfully changed."))
     }

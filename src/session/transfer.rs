@@ -48,6 +48,8 @@ pub(super) struct Transfer {
     pub replaces_existing: bool,
     /// STOU's chosen name.
     pub unique_name: Option<String>,
+    /// Bytes a download will send, for progress shown to administrators.
+    pub size: Option<u64>,
 }
 
 /// How a transfer ended.
@@ -286,7 +288,9 @@ impl Ctx<'_> {
                 meta.len - offset
             ),
         );
-        Ok(Outcome::Transfer(reply, self.transfer("RETR", vpath, progress, future, false)))
+        let mut transfer = self.transfer("RETR", vpath, progress, future, false);
+        transfer.size = Some(meta.len - offset);
+        Ok(Outcome::Transfer(reply, transfer))
     }
 
     fn transfer(
@@ -305,6 +309,7 @@ impl Ctx<'_> {
             started: Instant::now(),
             replaces_existing,
             unique_name: None,
+            size: None,
         }
     }
 

@@ -36,6 +36,8 @@ pub(super) struct Ctx<'a> {
     pub local: SocketAddr,
     /// TLS for data connections (PROT P) and the policy on clear ones.
     pub data_tls: super::security::DataTls,
+    /// The session's live-registry entry (the directory shown to admins).
+    pub registration: &'a crate::server::registry::Registration,
 }
 
 impl Ctx<'_> {
