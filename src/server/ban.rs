@@ -159,7 +159,7 @@ impl BanList {
             .iter()
             .filter_map(|(k, e)| e.banned_until.filter(|&u| u > now).map(|u| (*k, u - now)))
             .collect();
-        list.sort_by(|a, b| b.1.cmp(&a.1));
+        list.sort_by_key(|e| std::cmp::Reverse(e.1));
         list
     }
 
