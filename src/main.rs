@@ -5,7 +5,6 @@
 //! 2 bad input or configuration) happen here; everything else lives in
 //! `ferroftpd::…` so tests reach the same code.
 
-use std::fmt::Write as _;
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -20,8 +19,8 @@ use ferroftpd::auth::password::hash_password;
 use ferroftpd::auth::userdb::{self, SqliteUserStore, UserDbError, UserRecord, UserStore};
 use ferroftpd::auth::{build_chain, Account, AuthChain};
 use ferroftpd::config::{self, Config};
-use ferroftpd::perm::{self, Operation, Step, Target};
-use ferroftpd::vfs::{normalize, MountSpec, Vfs};
+use ferroftpd::perm;
+use ferroftpd::vfs::{normalize, MountSpec};
 
 /// User database used when neither `--db` nor `--config` names one.
 const DEFAULT_DB: &str = "ferroftpd-users.db";
@@ -410,174 +409,19 @@ fn known_accounts(config: &Config) -> Known {
 /// rules that took part.
 fn explain(args: ExplainArgs) -> Result<(), Failure> {
     let config = config::load_file(&args.config).map_err(Failure::config)?;
-    let stack = perm::build_stack(&config).map_err(Failure::config)?;
-    let op = Operation::from_name(&args.operation).ok_or_else(|| {
-        let names: Vec<&str> = Operation::ALL.iter().map(|o| o.name()).collect();
-        Failure::input(format!(
-            "unknown operation `{}`; give one of: {}",
-            args.operation.escape_debug(),
-            names.join(", ")
-        ))
-    })?;
-    let account = find_account(&config, &args.user)?;
-    let vfs = Vfs::local(&account.root, &account.mounts)
-        .map_err(|e| Failure::failed(format!("cannot open the directories of `{}`: {e}", account.name)))?;
-    let place = locate(&vfs, &account, &args)?;
-    let target = Target {
-        virtual_path: &place.virtual_path,
-        real_path: &place.real,
-        read_only_mount: place.read_only,
+    let how = match (args.real, args.virtual_path) {
+        (true, _) => perm::explain::PathKind::Real,
+        (_, true) => perm::explain::PathKind::Virtual,
+        _ => perm::explain::PathKind::Guess,
     };
-    let e = stack.explain(&account, op, &target);
-
-    let mut out = String::new();
-    let groups = if account.groups.is_empty() { "none".to_string() } else { account.groups.join(", ") };
-    let _ = writeln!(out, "user:       {} ({} module; groups: {groups})", account.name, account.module);
-    let _ = writeln!(out, "operation:  {op}");
-    let _ = writeln!(
-        out,
-        "path:       {} (virtual) -> {} (real){}{}",
-        place.virtual_path,
-        place.real.display(),
-        if place.read_only { ", in a read-only virtual directory" } else { "" },
-        place.how
-    );
-    let _ = writeln!(out, "decision:   {}", if e.allowed { "ALLOWED" } else { "DENIED" });
-    let decided = match &e.decided_by {
-        Step::ReadOnlyMount => "read-only virtual directory (a hard limit no rule lifts)".to_string(),
-        Step::Rule(c) => format!(
-            "{}: {}\n            ({}{})",
-            c.rule.origin.label(),
-            c.rule.summary(),
-            c.specificity,
-            if e.candidates.iter().any(|o| o.specificity == c.specificity && o.allow != c.allow) {
-                "; a deny beats an allow at equal specificity"
-            } else {
-                ""
-            }
-        ),
-        Step::Account(d) => format!("the `account` module: {}", d_reason(d)),
-        Step::Default(d) => format!("permissions.default = \"{}\" (no module had an opinion)", d.name()),
-    };
-    let _ = writeln!(out, "decided by: {decided}");
-    let mut ranked = e.candidates.clone();
-    ranked.sort_by(|a, b| b.specificity.cmp(&a.specificity).then(a.allow.cmp(&b.allow)));
-    if ranked.is_empty() {
-        let _ = writeln!(out, "rules:      none names {} with {op} on this path", account.name);
-    } else {
-        let _ = writeln!(out, "rules naming {} with {op} on this path, strongest first:", account.name);
-        for c in &ranked {
-            let mark = match &e.decided_by {
-                Step::Rule(d) if std::ptr::eq(d.rule, c.rule) => "*",
-                _ => " ",
-            };
-            let verdict = if c.allow { "allow" } else { "deny " };
-            let _ = writeln!(
-                out,
-                "  {mark} {verdict}  {}  [{}]  {}",
-                c.rule.origin,
-                c.specificity,
-                c.rule.summary()
-            );
-        }
-    }
-    let modules: Vec<&str> = e.modules.iter().map(|m| m.name()).collect();
-    let _ = writeln!(
-        out,
-        "stack:      read-only virtual directories, then {}, then default {}",
-        if modules.is_empty() { "no module".to_string() } else { modules.join(", ") },
-        stack.default_decision().name()
-    );
-    if op == Operation::RenameTo {
-        let _ = writeln!(out, "note:       RNTO asks rename-to of the directory the new name goes into");
-    }
-    print!("{out}");
+    let text = perm::explain::explain(&config, &args.user, &args.path, &args.operation, how).map_err(
+        |e| match e {
+            perm::explain::ExplainError::Input(m) => Failure::input(m),
+            perm::explain::ExplainError::Failed(m) => Failure::failed(m),
+        },
+    )?;
+    print!("{text}");
     Ok(())
-}
-
-fn d_reason(d: &perm::Decision) -> String {
-    match d {
-        perm::Decision::Allow => "upload directory of a read-only account".to_string(),
-        perm::Decision::Deny(reason) => reason.clone(),
-    }
-}
-
-/// The account a user name logs in as, found the way the chain would
-/// (without a password).
-fn find_account(config: &Config, user: &str) -> Result<Account, Failure> {
-    for module in &config.auth.chain {
-        match module.as_str() {
-            anonymous::MODULE_NAME if Anonymous::is_anonymous_name(user) => {
-                return Ok(Anonymous::from_config(&config.anonymous).account());
-            }
-            userdb::MODULE_NAME => {
-                let store = SqliteUserStore::open_existing(&config.userdb.path)?;
-                if let Some(record) = store.get(user)? {
-                    if !record.enabled {
-                        eprintln!("note: `{user}` is disabled and cannot log in now");
-                    }
-                    return Ok(record.to_account()?);
-                }
-            }
-            _ => {}
-        }
-    }
-    Err(Failure::failed(format!("no module of auth.chain knows the user `{user}`")))
-}
-
-/// A path given to `perm explain`, in both forms.
-struct Place {
-    virtual_path: String,
-    real: PathBuf,
-    read_only: bool,
-    /// How the argument was read, for the output.
-    how: &'static str,
-}
-
-/// Reads PATH as a real path when it lies below one of the account's real
-/// directories (or `--real`), else as a virtual path.
-fn locate(vfs: &Vfs, account: &Account, args: &ExplainArgs) -> Result<Place, Failure> {
-    let as_real = perm::rules::soft_canonicalize(
-        &std::path::absolute(&args.path).map_err(|e| Failure::input(format!("{}: {e}", args.path)))?,
-    );
-    // Real directories of the account, longest first (a mount inside the root wins).
-    let mut dirs: Vec<(String, PathBuf, bool)> =
-        std::iter::once(("/".to_string(), account.root.clone(), false))
-            .chain(account.mounts.iter().map(|m| (m.virtual_path.clone(), m.real_path.clone(), m.read_only)))
-            .map(|(v, r, ro)| (v, perm::rules::soft_canonicalize(&std::path::absolute(&r).unwrap_or(r)), ro))
-            .collect();
-    dirs.sort_by_key(|(_, r, _)| std::cmp::Reverse(r.components().count()));
-    let real_match = dirs.iter().find(|(_, r, _)| as_real.starts_with(r));
-    if !args.virtual_path && args.path.starts_with('/') {
-        if let Some((vprefix, rdir, ro)) = real_match {
-            let rest = as_real.strip_prefix(rdir).unwrap_or(Path::new(""));
-            let joined = format!("{}/{}", vprefix.trim_end_matches('/'), rest.display());
-            let virtual_path = normalize("/", &joined).map_err(|e| Failure::input(e.to_string()))?;
-            return Ok(Place {
-                virtual_path,
-                real: as_real,
-                read_only: *ro,
-                how: "; PATH read as a real path",
-            });
-        }
-    }
-    if args.real {
-        // Outside everything the account can reach: the rules still answer.
-        return Ok(Place {
-            virtual_path: "(unreachable)".into(),
-            real: as_real,
-            read_only: false,
-            how: "; the account cannot reach this path",
-        });
-    }
-    let virtual_path = normalize("/", &args.path).map_err(|e| Failure::input(e.to_string()))?;
-    let resolved = vfs.resolve(&virtual_path).ok_or_else(|| Failure::failed("the account has no root"))?;
-    Ok(Place {
-        real: resolved.real_location(),
-        read_only: resolved.mount.read_only,
-        virtual_path,
-        how: "; PATH read as a virtual path",
-    })
 }
 
 /// `ferroftpd reload`: SIGHUP to the pid in the server's pid file.

@@ -19,6 +19,7 @@
 //! for `ferroftpd perm explain`.
 
 pub mod acl;
+pub mod explain;
 pub mod lint;
 pub mod op;
 pub mod rules;
