@@ -4,6 +4,7 @@
 //! [`auth`] / [`perm`] / [`vfs`] (answer) → [`data`] (move bytes) → [`proto::Reply`] back.
 //! Modules lower in that list never depend on modules above them.
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod data;

@@ -14,11 +14,12 @@ use clap::{Args, Parser, Subcommand};
 use rand::distributions::{Alphanumeric, DistString};
 use rand::rngs::OsRng;
 
+use ferroftpd::admin::accounts::AdminAccounts;
 use ferroftpd::auth::anonymous::{self, Anonymous};
 use ferroftpd::auth::password::hash_password;
 use ferroftpd::auth::userdb::{self, SqliteUserStore, UserDbError, UserRecord, UserStore};
 use ferroftpd::auth::{build_chain, Account, AuthChain};
-use ferroftpd::config::{self, Config};
+use ferroftpd::config::{self, AdminConfig, Config};
 use ferroftpd::perm;
 use ferroftpd::vfs::{normalize, MountSpec};
 
@@ -27,6 +28,10 @@ const DEFAULT_DB: &str = "ferroftpd-users.db";
 /// Directory served by the demo setup (`serve` without `--config`).
 const DEMO_ROOT: &str = "ftp-root";
 const DEMO_USER: &str = "demo";
+/// The demo's web-admin account.
+const DEMO_ADMIN: &str = "admin";
+/// Admin accounts of the demo setup.
+const DEFAULT_ADMIN_DB: &str = "ferroftpd-admins.db";
 const DEMO_README: &str = "\
 Welcome to ferroftpd.
 
@@ -67,6 +72,40 @@ enum Command {
     Reload(ReloadArgs),
     /// TLS certificates for FTPS.
     Cert(CertArgs),
+    /// Manage the web admin's accounts (separate from FTP users).
+    AdminUser(AdminUserArgs),
+}
+
+#[derive(Debug, Args)]
+struct AdminUserArgs {
+    /// The configuration file naming the admin database (`admin.users`).
+    #[arg(long, short, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
+    /// The admin database itself.
+    #[arg(long, value_name = "PATH", global = true, conflicts_with = "config")]
+    db: Option<PathBuf>,
+    #[command(subcommand)]
+    command: AdminUserCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminUserCommand {
+    /// Add an admin, or set an existing one's password (prompted for on a terminal).
+    Add {
+        name: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Set an admin's password.
+    Passwd {
+        name: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Remove an admin.
+    Del { name: String },
+    /// List admins.
+    List,
 }
 
 #[derive(Debug, Args)]
@@ -331,6 +370,7 @@ fn main() -> ExitCode {
         Command::Perm(PermArgs { command: PermCommand::Explain(args) }) => explain(args),
         Command::Reload(args) => reload(args),
         Command::Cert(CertArgs { command: CertCommand::SelfSigned(args) }) => cert_self_signed(args),
+        Command::AdminUser(args) => admin_user(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -421,6 +461,37 @@ fn explain(args: ExplainArgs) -> Result<(), Failure> {
         },
     )?;
     print!("{text}");
+    Ok(())
+}
+
+fn admin_user(args: AdminUserArgs) -> Result<(), Failure> {
+    let path = match (&args.db, &args.config) {
+        (Some(db), _) => db.clone(),
+        (None, Some(file)) => {
+            config::load_file(file).map_err(Failure::config)?.admin.unwrap_or_default().users
+        }
+        (None, None) => PathBuf::from(DEFAULT_ADMIN_DB),
+    };
+    let db = AdminAccounts::open(&path).map_err(|e| Failure::failed(e.to_string()))?;
+    let fail = |e: ferroftpd::admin::accounts::AdminDbError| Failure::input(e.to_string());
+    match args.command {
+        AdminUserCommand::Add { name, password } | AdminUserCommand::Passwd { name, password } => {
+            let password = read_password(&password, &name, true)?.unwrap_or_default();
+            db.set(&name, &password).map_err(fail)?;
+            println!("admin {name}: password set in {}", path.display());
+        }
+        AdminUserCommand::Del { name } => {
+            if !db.delete(&name).map_err(fail)? {
+                return Err(Failure::input(format!("no admin `{name}` in {}", path.display())));
+            }
+            println!("admin {name} removed");
+        }
+        AdminUserCommand::List => {
+            for name in db.list().map_err(fail)? {
+                println!("{name}");
+            }
+        }
+    }
     Ok(())
 }
 
@@ -599,7 +670,8 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
     let chain = build_chain(&config).map_err(Failure::config)?;
     if demo {
         let password = install_demo_user(&config)?;
-        print_demo_banner(&config, &password);
+        let admin_password = install_demo_admin(&config)?;
+        print_demo_banner(&config, &password, &admin_password);
     }
     let _pid_file = config.server.pid_file.as_deref().map(PidFile::write).transpose()?;
     tracing::info!(listen = ?config.server.listen, chain = ?chain.module_names(), "starting");
@@ -614,7 +686,14 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
 }
 
 async fn start_server(config: Config, chain: AuthChain, config_path: Option<PathBuf>) -> anyhow::Result<()> {
-    ferroftpd::server::run(config, chain, config_path).await
+    let admin = config.admin.clone();
+    ferroftpd::server::run(config, chain, config_path, |shared| {
+        if let Some(admin) = &admin {
+            ferroftpd::admin::start(shared.clone(), admin)?;
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// Log filter: `--log-level` wins, then `RUST_LOG`, then `log.level`.
@@ -659,6 +738,7 @@ fn demo_config() -> Result<Config, Failure> {
     let mut config = Config::default();
     config.anonymous.root = root;
     config.userdb.path = cwd.join(DEFAULT_DB);
+    config.admin = Some(AdminConfig { users: cwd.join(DEFAULT_ADMIN_DB), ..AdminConfig::default() });
     config::validate(&mut config, Path::new("built-in demo configuration")).map_err(Failure::config)?;
     Ok(config)
 }
@@ -677,7 +757,17 @@ fn install_demo_user(config: &Config) -> Result<String, Failure> {
     Ok(password)
 }
 
-fn print_demo_banner(config: &Config, password: &str) {
+/// Gives the admin `admin` of the demo's web admin a fresh one-time password.
+fn install_demo_admin(config: &Config) -> Result<String, Failure> {
+    let Some(admin) = &config.admin else { return Ok(String::new()) };
+    let password = Alphanumeric.sample_string(&mut OsRng, 16);
+    AdminAccounts::open(&admin.users)
+        .and_then(|db| db.set(DEMO_ADMIN, &password))
+        .map_err(|e| Failure::failed(e.to_string()))?;
+    Ok(password)
+}
+
+fn print_demo_banner(config: &Config, password: &str, admin_password: &str) {
     let addr = config.server.listen.first().copied().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 2121)));
     let host = match addr.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -701,6 +791,13 @@ fn print_demo_banner(config: &Config, password: &str) {
         config.anonymous.root.display(),
         config.userdb.path.display(),
     );
+    if let Some(admin) = &config.admin {
+        let _ = writeln!(
+            out,
+            "  web admin     http://{}/  user {DEMO_ADMIN}, password {admin_password} (new at every start)\n",
+            admin.listen
+        );
+    }
     let _ = out.flush();
 }
 

@@ -141,6 +141,12 @@ pub const EXAMPLES: &[(&str, &str, &str)] = &[
     ("anonymous.upload_dirs", "an array of absolute virtual paths", r#"upload_dirs = ["/incoming"]"#),
     ("userdb", "a table (section)", "[userdb]"),
     ("userdb.path", "a file path string", r#"path = "/var/lib/ferroftpd/users.db""#),
+    ("admin", "a table (section)", "[admin]"),
+    ("admin.listen", "an address string", r#"listen = "127.0.0.1:8021""#),
+    ("admin.users", "a file path string", r#"users = "/var/lib/ferroftpd/admins.db""#),
+    ("admin.allow_remote", "true or false", "allow_remote = false"),
+    ("admin.tls", "true or false", "tls = true"),
+    ("admin.session_minutes", "a whole number of minutes", "session_minutes = 60"),
     ("pam", "a table (section)", "[pam]"),
     ("pam.service", "a PAM service name string", r#"service = "ferroftpd""#),
     ("pam.root", "a directory path string with %u for the user name", r#"root = "/srv/ftp/%u""#),
@@ -733,6 +739,7 @@ fn check(config: &mut Config, src: &Source<'_>) -> Result<(), ConfigError> {
     if chain_has("pam") {
         check_pam(config, src, &mut problems);
     }
+    check_admin(config, src, &mut problems);
     check_tls(config, src, &mut problems);
     check_permissions(config, src, &mut problems);
 
@@ -750,6 +757,40 @@ fn check(config: &mut Config, src: &Source<'_>) -> Result<(), ConfigError> {
         Ok(())
     } else {
         Err(ConfigError(problems.join("\n\n")))
+    }
+}
+
+/// The `[admin]` section, when present.
+fn check_admin(config: &Config, src: &Source<'_>, problems: &mut Vec<String>) {
+    let Some(admin) = &config.admin else { return };
+    if !admin.listen.ip().is_loopback() && !admin.allow_remote {
+        problems.push(src.at_key(
+            "admin.listen",
+            &format!(
+                "`{}` is reachable from other machines\n = listen on 127.0.0.1, or set allow_remote = true \
+                 (and tls = true: the admin's password would cross the network)",
+                admin.listen
+            ),
+        ));
+    }
+    if admin.tls && config.tls.certificate.is_none() {
+        problems.push(src.at_key(
+            "admin.tls",
+            "HTTPS needs the FTPS certificate\n = set tls.certificate and tls.key, or tls = false",
+        ));
+    }
+    let parent = userdb_parent(&admin.users);
+    if !parent.is_dir() {
+        problems.push(src.at_key(
+            "admin.users",
+            &format!("directory `{}` does not exist\n = create it, or write, for example: users = \"/var/lib/ferroftpd/admins.db\"", parent.display()),
+        ));
+    }
+    if admin.session_minutes == 0 {
+        problems.push(src.at_key(
+            "admin.session_minutes",
+            "0 would log every admin out at once\n = write, for example: session_minutes = 60",
+        ));
     }
 }
 

@@ -25,6 +25,8 @@ pub struct Config {
     pub acl: AclConfig,
     pub tls: TlsConfig,
     pub log: LogConfig,
+    /// The web admin; off unless the section is present.
+    pub admin: Option<AdminConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -254,6 +256,35 @@ impl Default for PamConfig {
             read_only: false,
             max_sessions: None,
             max_concurrent: 4,
+        }
+    }
+}
+
+/// The web admin (`[admin]`): pages to edit users, permission rules and
+/// settings, and to watch and end live sessions.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address of the admin's web server.
+    pub listen: SocketAddr,
+    /// SQLite file of the admin accounts (separate from FTP accounts).
+    pub users: PathBuf,
+    /// Allow a listen address other than loopback (then use `tls`).
+    pub allow_remote: bool,
+    /// Serve HTTPS with the FTPS certificate (`tls.certificate`, `tls.key`).
+    pub tls: bool,
+    /// Minutes an admin stays logged in without activity.
+    pub session_minutes: u64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8021)),
+            users: PathBuf::from("ferroftpd-admins.db"),
+            allow_remote: false,
+            tls: false,
+            session_minutes: 60,
         }
     }
 }

@@ -85,6 +85,11 @@ impl Shared {
 
     /// Re-reads the configuration file and rebuilds the authentication chain
     /// and the permission rules. On any error the old ones stay in force.
+    /// The configuration file the server was started with, if any.
+    pub fn config_path(&self) -> Option<&std::path::Path> {
+        self.config_path.as_deref()
+    }
+
     pub fn reload(&self) -> anyhow::Result<()> {
         let config = match &self.config_path {
             Some(path) => crate::config::load_file(path)?,
@@ -185,9 +190,17 @@ impl Server {
 }
 
 /// Binds and serves until Ctrl-C / SIGTERM; SIGHUP reloads `config_path`.
-pub async fn run(config: Config, auth: AuthChain, config_path: Option<PathBuf>) -> anyhow::Result<()> {
+/// Runs the server until SIGTERM or Ctrl-C. `services` starts what runs
+/// beside the FTP listeners on the same state (the web admin), once bound.
+pub async fn run(
+    config: Config,
+    auth: AuthChain,
+    config_path: Option<PathBuf>,
+    services: impl FnOnce(&Arc<Shared>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     sweep_stale_uploads(upload_roots(&config, &auth.module_names())).await;
     let server = Server::bind_with_source(config, auth, config_path).await?;
+    services(&server.shared)?;
     for addr in server.local_addrs() {
         tracing::info!(%addr, "listening");
     }

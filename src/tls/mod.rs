@@ -91,6 +91,14 @@ impl TlsSetup {
         Ok(TlsSetup { base: Arc::new(config) })
     }
 
+    /// An acceptor for the web admin's HTTPS (HTTP/1.1, session tickets
+    /// as rustls does by default).
+    pub fn http_acceptor(&self) -> TlsAcceptor {
+        let mut config = (*self.base).clone();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        TlsAcceptor::from(Arc::new(config))
+    }
+
     /// A fresh configuration for one control connection, with its own
     /// resumption store (see the module documentation).
     pub fn for_session(&self) -> SessionTls {

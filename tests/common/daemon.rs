@@ -60,6 +60,30 @@ impl Daemon {
         daemon
     }
 
+    /// The first word after `marker` in a log line, waiting for it.
+    pub fn log_value(&self, marker: &str) -> String {
+        let mut value = None;
+        let found = wait_until(DEADLINE, || {
+            value = self.log.lock().unwrap().iter().find_map(|l| {
+                let (_, rest) = l.split_once(marker)?;
+                rest.split_whitespace().next().map(String::from)
+            });
+            value.is_some()
+        });
+        assert!(found, "no `{marker}` in the log:\n{}", self.log_text());
+        value.unwrap()
+    }
+
+    /// The web admin's address, from its log line.
+    pub fn admin_addr(&self) -> SocketAddr {
+        let url = self.log_value("admin listening url=");
+        url.trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .trim_end_matches('/')
+            .parse()
+            .expect("admin address")
+    }
+
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }

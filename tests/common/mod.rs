@@ -9,6 +9,7 @@
 #![allow(dead_code)] // each test file uses a different part of the harness
 
 pub mod daemon;
+pub mod http;
 pub mod tls;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
