@@ -70,7 +70,13 @@ impl PassivePorts {
 
 fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
-    // No SO_REUSEADDR: two sessions must never share a passive port.
+    // On Unix, SO_REUSEADDR lets a port be listened on again while its last
+    // data connection lingers in TIME_WAIT (else a small range is exhausted
+    // for a minute after a few transfers), and still refuses a second
+    // listener on a port that is listening: two sessions never share one.
+    // Windows' SO_REUSEADDR would allow exactly that sharing, so not there.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(8)
 }
