@@ -513,7 +513,7 @@ pub async fn permissions(
         body,
         "<h2>Add a rule</h2><form method=\"post\" action=\"/permissions/add\" class=\"card\">{}<div class=\"grid\">\
          <label for=\"who\">Who</label><div><input type=\"text\" id=\"who\" name=\"who\" placeholder=\"alice, @staff, anonymous, *\" required></div>\
-         <label for=\"kind\">Where</label><div style=\"display:flex;gap:8px\"><select id=\"kind\" name=\"kind\" style=\"width:190px\">\
+         <label for=\"kind\">Where</label><div style=\"display:flex;gap:8px\"><select id=\"kind\" name=\"kind\" style=\"width:auto;flex:none\">\
          <option value=\"tree\">tree (and below)</option><option value=\"path\">path (itself)</option><option value=\"pattern\">pattern</option></select>\
          <input type=\"text\" id=\"place\" name=\"place\" placeholder=\"/srv/ftp/pub\" required></div>\
          <label for=\"allow\">Allow</label><div><input type=\"text\" id=\"allow\" name=\"allow\" placeholder=\"read, list\"></div>\
