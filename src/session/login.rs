@@ -63,7 +63,9 @@ impl Session {
         let cwd = initial_dir(&vfs, &account).await;
         tracing::info!(user = %account.name, module = account.module, cwd = %cwd, "login");
         let text = if account.anonymous { "Anonymous access granted." } else { "Login successful." };
-        self.registration.logged_in(account.clone(), &cwd);
+        if let Some(r) = &self.registration {
+            r.logged_in(account.clone(), &cwd);
+        }
         self.user = Some(Box::new(LoggedIn { account, vfs, cwd, rename_from: None, _guard: guard }));
         self.failures = 0;
         Reply::new(230, text).into()
@@ -94,7 +96,9 @@ impl Session {
     pub(super) fn cmd_rein(&mut self) -> Outcome {
         if let Some(user) = self.user.take() {
             tracing::info!(user = %user.account.name, "logout (REIN)");
-            self.registration.logged_out();
+            if let Some(r) = &self.registration {
+                r.logged_out();
+            }
         }
         self.pending_user = None;
         self.params = Params::default();

@@ -66,7 +66,9 @@ pub async fn run(
         (Control::new(stream, write_timeout), None)
     };
     let rate = rate::CommandRate::new(&shared.live().config.limits);
-    let registration = shared.registry.register(peer);
+    // Only a server with the web admin keeps a registry of its sessions, so
+    // idle clients pay nothing for a dashboard nobody looks at.
+    let registration = shared.live().config.admin.is_some().then(|| shared.registry.register(peer));
     let mut session = Session {
         control,
         rate,
@@ -143,8 +145,9 @@ struct Session {
     transfer: Option<Box<Transfer>>,
     /// A command that arrived during a transfer and waits for its end.
     deferred: Option<Box<Command>>,
-    /// The session's entry in the live-session registry.
-    registration: Registration,
+    /// The session's entry in the live-session registry (when the web
+    /// admin is on).
+    registration: Option<Registration>,
     _guard: ConnectionGuard,
 }
 
@@ -157,6 +160,16 @@ enum Event {
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Resolves when an administrator disconnects the session; never without
+/// a registry. The wait is boxed so the idle session's own state does not
+/// grow by it.
+async fn kicked(registration: &Option<Registration>) {
+    match registration {
+        Some(r) => Box::pin(r.kicked()).await,
+        None => std::future::pending().await,
+    }
+}
 
 impl Session {
     async fn serve(&mut self) {
@@ -185,7 +198,7 @@ impl Session {
                 Some(t) => tokio::select! {
                     done = t.future.as_mut() => Event::TransferDone(done),
                     input = self.control.next(max_line) => Event::Input(input),
-                    _ = self.registration.kicked() => Event::Kicked,
+                    _ = kicked(&self.registration) => Event::Kicked,
                 },
                 None => {
                     let deadline = if self.user.is_some() {
@@ -197,7 +210,7 @@ impl Session {
                     tokio::select! {
                         input = self.control.next(max_line) => Event::Input(input),
                         _ = tokio::time::sleep_until(deadline) => Event::Timeout,
-                        _ = self.registration.kicked() => Event::Kicked,
+                        _ = kicked(&self.registration) => Event::Kicked,
                     }
                 }
             };
@@ -235,7 +248,9 @@ impl Session {
             }
             Event::TransferDone(done) => match self.transfer.take() {
                 Some(t) => {
-                    self.registration.transfer_ended(t.command, t.progress.bytes());
+                    if let Some(r) = &self.registration {
+                        r.transfer_ended(t.command, t.progress.bytes());
+                    }
                     let reply = Box::pin(self.finish_transfer(*t, done)).await;
                     self.reply(reply).await
                 }
@@ -329,13 +344,15 @@ impl Session {
                 false
             }
             Outcome::Transfer(preliminary, transfer) => {
-                self.registration.transfer_started(TransferView {
-                    command: transfer.command,
-                    path: transfer.path.clone(),
-                    progress: transfer.progress.clone(),
-                    started: transfer.started.into_std(),
-                    size: transfer.size,
-                });
+                if let Some(r) = &self.registration {
+                    r.transfer_started(TransferView {
+                        command: transfer.command,
+                        path: transfer.path.clone(),
+                        progress: transfer.progress.clone(),
+                        started: transfer.started.into_std(),
+                        size: transfer.size,
+                    });
+                }
                 self.transfer = Some(Box::new(transfer));
                 self.reply(preliminary).await
             }
@@ -396,7 +413,7 @@ impl Session {
                         peer: self.peer,
                         local: self.local,
                         data_tls,
-                        registration: &self.registration,
+                        registration: self.registration.as_ref(),
                     };
                     ctx.dispatch(cmd, rename_from).await
                 }
@@ -414,7 +431,9 @@ impl Session {
 
     async fn abort_transfer(&mut self) -> bool {
         if let Some(t) = self.transfer.take() {
-            self.registration.transfer_ended(t.command, t.progress.bytes());
+            if let Some(r) = &self.registration {
+                r.transfer_ended(t.command, t.progress.bytes());
+            }
             // Dropping the future closes the data connection and discards an
             // unfinished replacement upload.
             tracing::info!(

@@ -22,7 +22,9 @@ impl Ctx<'_> {
         if !meta.is_dir() {
             return Err(Reply::new(550, "Not a directory."));
         }
-        self.registration.changed_dir(&vpath);
+        if let Some(r) = self.registration {
+            r.changed_dir(&vpath);
+        }
         self.user.cwd = vpath;
         Ok(Reply::new(250, "Directory successfully changed."))
     }

@@ -37,7 +37,7 @@ pub(super) struct Ctx<'a> {
     /// TLS for data connections (PROT P) and the policy on clear ones.
     pub data_tls: super::security::DataTls,
     /// The session's live-registry entry (the directory shown to admins).
-    pub registration: &'a crate::server::registry::Registration,
+    pub registration: Option<&'a crate::server::registry::Registration>,
 }
 
 impl Ctx<'_> {
