@@ -135,6 +135,12 @@ impl UserRecord {
     /// no longer compiles: the login must then be refused, since a rule
     /// dropped silently could be a deny.
     pub fn to_account(&self) -> Result<Account, UserDbError> {
+        self.to_account_for(MODULE_NAME)
+    }
+
+    /// The same mapping for an account another module vouches for (a PAM
+    /// user shaped by `[pam]`): one place turns a profile into a session.
+    pub fn to_account_for(&self, module: &'static str) -> Result<Account, UserDbError> {
         let rules = self
             .compiled_rules()
             .map_err(|reason| UserDbError::Invalid(format!("user `{}`: {reason}", self.name)))?;
@@ -148,7 +154,7 @@ impl UserRecord {
             read_only: self.read_only,
             upload_dirs: Vec::new(),
             max_sessions: self.max_sessions,
-            module: MODULE_NAME,
+            module,
             rules,
         })
     }

@@ -56,8 +56,11 @@ impl Session {
         let vfs = match build_vfs(&account).await {
             Ok(vfs) => vfs,
             Err(e) => {
-                tracing::error!(user = %account.name, root = %account.root.display(), error = %e, "login failed: root directory unavailable");
-                return Reply::new(530, "Login incorrect: home directory unavailable.").into();
+                // Answered exactly as a wrong password (text, delay, count):
+                // a client must not learn that the password was right.
+                tracing::error!(user = %account.name, module = account.module, root = %account.root.display(), error = %e, "login failed: root directory unavailable");
+                drop(guard);
+                return self.login_failed(started).await;
             }
         };
         let cwd = initial_dir(&vfs, &account).await;

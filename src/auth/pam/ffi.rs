@@ -26,6 +26,7 @@ mod code {
     pub const SUCCESS: i32 = 0;
     pub const USER_UNKNOWN: i32 = 10;
     pub const AUTHINFO_UNAVAIL: i32 = 9;
+    pub const CONV_ERR: i32 = 19;
     pub const FAIL_DELAY_ITEM: Option<i32> = Some(10);
 }
 #[cfg(not(target_os = "linux"))]
@@ -33,6 +34,7 @@ mod code {
     pub const SUCCESS: i32 = 0;
     pub const USER_UNKNOWN: i32 = 13;
     pub const AUTHINFO_UNAVAIL: i32 = 12;
+    pub const CONV_ERR: i32 = 6;
     pub const FAIL_DELAY_ITEM: Option<i32> = None;
 }
 
@@ -41,7 +43,6 @@ const PROMPT_ECHO_ON: c_int = 2;
 const ITEM_TTY: c_int = 3;
 const ITEM_RHOST: c_int = 4;
 const ITEM_RUSER: c_int = 8;
-const CONV_ERR_LINUX: c_int = 19;
 
 #[repr(C)]
 struct Message {
@@ -155,9 +156,9 @@ extern "C" fn converse(
     responses: *mut *mut Response,
     appdata: *mut c_void,
 ) -> c_int {
-    let Ok(n) = usize::try_from(count) else { return CONV_ERR_LINUX };
+    let Ok(n) = usize::try_from(count) else { return code::CONV_ERR };
     if n == 0 || messages.is_null() || responses.is_null() || appdata.is_null() {
-        return CONV_ERR_LINUX;
+        return code::CONV_ERR;
     }
     // SAFETY: PAM passes `count` message pointers (Linux-PAM and OpenPAM
     // layout) and a writable slot for the response array; `appdata` is the
@@ -166,7 +167,7 @@ extern "C" fn converse(
         let answers = &*(appdata as *const Answers);
         let out = libc::calloc(n, std::mem::size_of::<Response>()) as *mut Response;
         if out.is_null() {
-            return CONV_ERR_LINUX;
+            return code::CONV_ERR;
         }
         for i in 0..n {
             let message = *messages.add(i);
@@ -182,7 +183,7 @@ extern "C" fn converse(
                 let copy = libc::strdup(text.as_ptr());
                 if copy.is_null() {
                     free_responses(out, i);
-                    return CONV_ERR_LINUX;
+                    return code::CONV_ERR;
                 }
                 (*out.add(i)).resp = copy;
             }

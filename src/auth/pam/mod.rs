@@ -22,6 +22,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::Semaphore;
 
+use super::userdb::UserRecord;
 use super::{Account, AuthOutcome, Authenticator, LoginRequest};
 use crate::config::PamConfig;
 use crate::vfs::MountSpec;
@@ -79,43 +80,48 @@ impl Pam {
         })
     }
 
-    /// The account of a user PAM accepted; `None` (logged) when its root
-    /// cannot be determined.
+    /// The account of a user PAM accepted, shaped by `[pam]` through the
+    /// same mapping as a virtual user's record; `None` (logged) when its
+    /// root cannot be determined.
     fn account(&self, user: &str) -> Option<Account> {
-        let (root, unix_groups) = match &self.root {
-            RootSource::Template(t) => {
-                (PathBuf::from(t.replace("%u", user)), self.unix_groups.then(|| system::groups(user)))
-            }
-            RootSource::Home => {
-                let Some(home) = system::home(user) else {
+        let root = match &self.root {
+            RootSource::Template(t) => PathBuf::from(t.replace("%u", user)),
+            RootSource::Home => match system::home(user) {
+                Some(home) if home.is_absolute() => home,
+                Some(home) => {
+                    tracing::error!(user, home = %home.display(), "pam: accepted, but the home directory is not an absolute path");
+                    return None;
+                }
+                None => {
                     tracing::error!(
                         user,
                         "pam: accepted, but the system's user database has no home for this user"
                     );
                     return None;
-                };
-                (home, self.unix_groups.then(|| system::groups(user)))
-            }
+                }
+            },
         };
         let mut groups = self.groups.clone();
-        for g in unix_groups.into_iter().flatten() {
-            if !groups.contains(&g) {
-                groups.push(g);
+        if self.unix_groups {
+            for g in system::groups(user) {
+                if !groups.contains(&g) {
+                    groups.push(g);
+                }
             }
         }
-        Some(Account {
-            name: user.to_string(),
-            groups,
-            anonymous: false,
-            root,
-            mounts: self.mounts.clone(),
-            initial_dir: self.initial_dir.clone(),
-            read_only: self.read_only,
-            upload_dirs: Vec::new(),
-            max_sessions: self.max_sessions,
-            module: MODULE_NAME,
-            rules: Vec::new(),
-        })
+        let mut profile = UserRecord::new(user, String::new(), root);
+        profile.initial_dir.clone_from(&self.initial_dir);
+        profile.mounts.clone_from(&self.mounts);
+        profile.groups = groups;
+        profile.read_only = self.read_only;
+        profile.max_sessions = self.max_sessions;
+        match profile.to_account_for(MODULE_NAME) {
+            Ok(account) => Some(account),
+            Err(e) => {
+                tracing::error!(user, error = %e, "pam: accepted, but no account can be made for this user");
+                None
+            }
+        }
     }
 }
 
@@ -197,7 +203,15 @@ async fn check(service: &str, request: &LoginRequest<'_>) -> Verdict {
             request.password.to_string(),
             request.peer.to_string(),
         );
-        match tokio::task::spawn_blocking(move || ffi::check(&service, &user, &password, &rhost)).await {
+        let task = move || {
+            let verdict = ffi::check(&service, &user, &password, &rhost);
+            // The copy made for this thread is wiped, not just freed.
+            let mut bytes = password.into_bytes();
+            bytes.iter_mut().for_each(|b| *b = 0);
+            std::hint::black_box(&bytes);
+            verdict
+        };
+        match tokio::task::spawn_blocking(task).await {
             Ok(v) => v,
             Err(e) => Verdict::Error(format!("PAM task failed: {e}")),
         }
