@@ -89,7 +89,7 @@ fn clicking_through_the_admin_changes_what_ftp_clients_get() {
     held.send("PASS guest");
     assert_eq!(held.read_reply().code, 230);
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = common::free_passive_port();
     let out = repo().join("target/admin-screenshots");
     let result = Command::new("node")
         .arg(repo().join("admin-tests/run.mjs"))

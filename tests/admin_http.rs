@@ -234,10 +234,7 @@ fn settings_apply_and_a_session_can_be_disconnected() {
     let admin = server.admin_addr();
     let cookie = login(admin, ADMIN, ADMIN_PW);
     let token = csrf(admin, &cookie, "/settings");
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = common::free_passive_port();
     let range = format!("{port}-{port}");
     let r = request(
         admin,

@@ -67,7 +67,7 @@ fn a_logged_in_client_dripping_a_line_is_closed_by_the_idle_timeout() {
 /// A server whose passive range is one port, so "the port came back" is
 /// "another EPSV gets it".
 fn one_port_server(data_timeout: u64) -> (TestServer, u16) {
-    let port = free_port();
+    let port = free_passive_port();
     let server = TestServer::builder()
         .config(move |c| {
             c.passive.port_range = [port, port];

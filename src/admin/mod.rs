@@ -230,6 +230,26 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// A form post from a logged-in admin whose CSRF token matches; anything
+/// else is answered before the handler runs (login page or 403).
+pub struct Posted {
+    pub admin: AdminSession,
+    pub form: HashMap<String, String>,
+}
+
+impl axum::extract::FromRequest<Arc<AdminState>> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &Arc<AdminState>) -> Result<Posted, Response> {
+        let headers = req.headers().clone();
+        let Form(form) = Form::<HashMap<String, String>>::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let admin = state.authorize_post(&headers, &form).map_err(|r| *r)?;
+        Ok(Posted { admin, form })
+    }
+}
+
 fn login_form(error: &str) -> String {
     format!(
         "<div class=\"login\">{}<form method=\"post\" action=\"/login\" class=\"card\">\
@@ -292,12 +312,8 @@ async fn login(
 async fn logout(
     State(state): State<Arc<AdminState>>,
     headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
+    Posted { admin, .. }: Posted,
 ) -> Response {
-    let admin = match state.authorize_post(&headers, &form) {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
     if let Some(cookie) = cookie_value(&headers) {
         lock(&state.sessions).remove(cookie);
     }

@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::{Form, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use toml_edit::{value, Array, ArrayOfTables, Item, Table};
 
 use super::html::{button_form, bytes, csrf_field, esc, notice, page, url};
-use super::{config_file, AdminSession, AdminState};
+use super::{config_file, AdminSession, AdminState, Posted};
 use crate::auth::password::hash_password;
 use crate::auth::userdb::{SqliteUserStore, UserRecord, UserStore};
 use crate::perm::explain::{explain, PathKind};
@@ -20,7 +20,6 @@ use crate::perm::Operation;
 use crate::vfs::{normalize, MountSpec};
 
 type Params = Query<HashMap<String, String>>;
-type Fields = Form<HashMap<String, String>>;
 
 /// The admin of a page view, or a redirect to the login page.
 fn viewer(state: &AdminState, headers: &HeaderMap) -> Result<AdminSession, Box<Response>> {
@@ -152,15 +151,7 @@ pub async fn dashboard(
     render(&admin, "Dashboard", "/", &body)
 }
 
-pub async fn disconnect(
-    State(state): State<Arc<AdminState>>,
-    headers: HeaderMap,
-    Form(form): Fields,
-) -> Response {
-    let admin = match state.authorize_post(&headers, &form) {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
+pub async fn disconnect(State(state): State<Arc<AdminState>>, Posted { admin, form }: Posted) -> Response {
     let Ok(id) = field(&form, "id").parse::<u64>() else {
         return back("/", "error", "No such session.");
     };
@@ -172,11 +163,7 @@ pub async fn disconnect(
     }
 }
 
-pub async fn unban(State(state): State<Arc<AdminState>>, headers: HeaderMap, Form(form): Fields) -> Response {
-    let admin = match state.authorize_post(&headers, &form) {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
+pub async fn unban(State(state): State<Arc<AdminState>>, Posted { admin, form }: Posted) -> Response {
     let Ok(ip) = field(&form, "ip").parse::<std::net::IpAddr>() else {
         return back("/", "error", "Not an address.");
     };
@@ -398,15 +385,7 @@ fn record_from_form(
     Ok(record)
 }
 
-pub async fn user_save(
-    State(state): State<Arc<AdminState>>,
-    headers: HeaderMap,
-    Form(form): Fields,
-) -> Response {
-    let admin = match state.authorize_post(&headers, &form) {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
+pub async fn user_save(State(state): State<Arc<AdminState>>, Posted { admin, form }: Posted) -> Response {
     let original = field(&form, "original").to_string();
     let outcome = tokio::task::spawn_blocking({
         let state = state.clone();
@@ -449,15 +428,7 @@ pub async fn user_save(
     }
 }
 
-pub async fn user_delete(
-    State(state): State<Arc<AdminState>>,
-    headers: HeaderMap,
-    Form(form): Fields,
-) -> Response {
-    let admin = match state.authorize_post(&headers, &form) {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
+pub async fn user_delete(State(state): State<Arc<AdminState>>, Posted { admin, form }: Posted) -> Response {
     let name = field(&form, "name").to_string();
     let deleted = store(&state).and_then(|s| s.delete(&name).map_err(|e| e.to_string()));
     match deleted {
@@ -584,15 +555,7 @@ async fn change_rules(
     }
 }
 
-pub async fn rule_add(
-    State(state): State<Arc<AdminState>>,
-    headers: HeaderMap,
-    Form(form): Fields,
-) -> Response {
-    let admin = match state.authorize_post(&headers, &form) {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
+pub async fn rule_add(State(state): State<Arc<AdminState>>, Posted { admin, form }: Posted) -> Response {
     let kind = match field(&form, "kind") {
         k @ ("tree" | "path" | "pattern") => k.to_string(),
         _ => return back("/permissions", "error", "Where: choose tree, path or pattern."),
@@ -617,15 +580,7 @@ fn index(form: &HashMap<String, String>) -> Option<usize> {
     field(form, "index").parse().ok()
 }
 
-pub async fn rule_delete(
-    State(state): State<Arc<AdminState>>,
-    headers: HeaderMap,
-    Form(form): Fields,
-) -> Response {
-    let admin = match state.authorize_post(&headers, &form) {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
+pub async fn rule_delete(State(state): State<Arc<AdminState>>, Posted { admin, form }: Posted) -> Response {
     let Some(i) = index(&form) else { return back("/permissions", "error", "No such rule.") };
     change_rules(&state, &admin, "deleted", move |rules| {
         if i >= rules.len() {
@@ -637,15 +592,7 @@ pub async fn rule_delete(
     .await
 }
 
-pub async fn rule_up(
-    State(state): State<Arc<AdminState>>,
-    headers: HeaderMap,
-    Form(form): Fields,
-) -> Response {
-    let admin = match state.authorize_post(&headers, &form) {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
+pub async fn rule_up(State(state): State<Arc<AdminState>>, Posted { admin, form }: Posted) -> Response {
     let Some(i) = index(&form) else { return back("/permissions", "error", "No such rule.") };
     change_rules(&state, &admin, "moved up", move |rules| {
         if i == 0 || i >= rules.len() {

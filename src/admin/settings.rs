@@ -7,13 +7,13 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use axum::extract::{Form, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use toml_edit::{value, Array, DocumentMut, Item, Table};
 
 use super::html::{csrf_field, esc, notice, page};
-use super::{config_file, AdminSession, AdminState};
+use super::{config_file, AdminSession, AdminState, Posted};
 use crate::config::Config;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -252,15 +252,7 @@ fn set(doc: &mut DocumentMut, f: &Field, raw: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub async fn save(
-    State(state): State<Arc<AdminState>>,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    let admin = match state.authorize_post(&headers, &form) {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
+pub async fn save(State(state): State<Arc<AdminState>>, Posted { admin, form }: Posted) -> Response {
     // A field left out of the form keeps its value.
     let live = state.shared.live();
     let submitted: HashMap<String, String> = FIELDS

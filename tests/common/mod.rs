@@ -723,6 +723,17 @@ pub fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
 }
 
+/// A free port below Linux's ephemeral range (32768 and up), for a passive
+/// range of one port: a port from the ephemeral range can be taken at any
+/// moment by another test's outgoing connection.
+pub fn free_passive_port() -> u16 {
+    let start = 20_000 + (std::process::id() % 10_000) as u16;
+    (0..12_000u16)
+        .map(|i| 20_000 + (start - 20_000 + i) % 12_000)
+        .find(|&p| TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok())
+        .expect("a free port between 20000 and 32000")
+}
+
 /// Connects a data connection to a passive address (must be 127.0.0.1).
 pub fn connect_data(addr: SocketAddr) -> TcpStream {
     assert!(addr.ip().is_loopback(), "refusing to connect to non-loopback {addr}");
