@@ -72,6 +72,8 @@ pub struct Shared {
     pub bans: ban::BanList,
     /// Live sessions (the web admin's dashboard).
     pub registry: Arc<registry::Registry>,
+    /// Bandwidth buckets: the server's and each active user's.
+    pub throttle: crate::data::throttle::Registry,
 }
 
 impl Shared {
@@ -142,6 +144,7 @@ impl Server {
             limits: Limits::default(),
             bans: ban::BanList::default(),
             registry: Arc::default(),
+            throttle: Default::default(),
             config_path,
             live: RwLock::new(Arc::new(live)),
         });

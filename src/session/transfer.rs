@@ -29,6 +29,7 @@ use super::user::Ctx;
 use super::{new_progress, BoxFuture, Outcome, Session};
 use crate::data::channel::{self, ActiveRefusal};
 use crate::data::copy::{self, TransferError};
+use crate::data::throttle::{self, Limiter, Subject, Way};
 use crate::data::{DataSetup, DataStream, Progress};
 use crate::perm::Operation;
 use crate::proto::{listing, EpsvArg, Reply, TransferType};
@@ -239,6 +240,31 @@ impl Ctx<'_> {
         (self.params.ty == TransferType::Ascii, buffer, self.data_timeout())
     }
 
+    /// The bandwidth limiter of a transfer of this session: its user's
+    /// bucket (the anonymous class's for anonymous users) and the server's,
+    /// with the rates read from the configuration in force at every charge.
+    fn limiter(&self, way: Way) -> Limiter {
+        let account = &self.user.account;
+        let key = if account.anonymous { throttle::ANONYMOUS_KEY } else { account.name.as_str() };
+        let subject = Subject {
+            anonymous: account.anonymous,
+            groups: account.groups.clone(),
+            own_download: account.shaping.download_rate,
+            own_upload: account.shaping.upload_rate,
+        };
+        let shared = Arc::clone(self.shared);
+        let rates = Box::new(move || {
+            let live = shared.live();
+            let cfg = &live.config.bandwidth;
+            let server = match way {
+                Way::Download => cfg.download.0,
+                Way::Upload => cfg.upload.0,
+            };
+            [subject.rate(cfg, way), server]
+        });
+        Limiter::new(self.shared.throttle.user(key, way), self.shared.throttle.server(way), rates)
+    }
+
     fn mode_name(&self) -> &'static str {
         match self.params.ty {
             TransferType::Ascii => "ASCII",
@@ -264,13 +290,14 @@ impl Ctx<'_> {
         let connector = self.take_connector();
         let progress = new_progress();
         let (ascii, size, stall) = self.copy_settings(self.live.config.transfer.send_buffer);
+        let limiter = self.limiter(Way::Download);
         let p = progress.clone();
         let future = Box::pin(async move {
             let sent = match connector.open(Direction::Download).await {
                 Ok(DataStream::Plain(mut tcp)) => {
-                    copy::send_file_plain(reader, &mut tcp, ascii, size, stall, &p).await
+                    copy::send_file_plain(reader, &mut tcp, ascii, size, stall, &p, &limiter).await
                 }
-                Ok(mut tls) => copy::send_file(reader, &mut tls, ascii, size, stall, &p).await,
+                Ok(mut tls) => copy::send_file(reader, &mut tls, ascii, size, stall, &p, &limiter).await,
                 Err(e) => return Finished::NoConnection(e),
             };
             match sent {
@@ -349,13 +376,14 @@ impl Ctx<'_> {
         let connector = self.take_connector();
         let progress = new_progress();
         let (ascii, size, stall) = self.copy_settings(self.live.config.transfer.receive_buffer);
+        let limiter = self.limiter(Way::Upload);
         let p = progress.clone();
         let future = Box::pin(async move {
             let mut socket = match connector.open(Direction::Upload).await {
                 Ok(s) => s,
                 Err(e) => return Finished::NoConnection(e),
             };
-            match copy::receive_file(&mut socket, &mut upload, ascii, size, stall, &p).await {
+            match copy::receive_file(&mut socket, &mut upload, ascii, size, stall, &p, &limiter).await {
                 Ok(n) => {
                     if socket.is_tls() {
                         // Answer the client's close_notify; a client that

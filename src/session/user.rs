@@ -27,7 +27,7 @@ pub(super) struct LoggedIn {
 
 /// What a handler of a logged-in command can reach.
 pub(super) struct Ctx<'a> {
-    pub shared: &'a Shared,
+    pub shared: &'a Arc<Shared>,
     /// The configuration and rules in force for this command.
     pub live: &'a Live,
     pub user: &'a mut LoggedIn,

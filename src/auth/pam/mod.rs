@@ -115,6 +115,7 @@ impl Pam {
             max_sessions: self.max_sessions,
             module: MODULE_NAME,
             rules: Vec::new(),
+            shaping: Default::default(),
         })
     }
 }
