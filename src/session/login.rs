@@ -44,6 +44,13 @@ impl Session {
                 return self.login_failed(started).await;
             }
         };
+        if !crate::server::access::account_admits(self.peer.ip(), &account.shaping.allow_from) {
+            // The reply of a wrong password: the address rule is no secret
+            // worth hiding from the owner, but it tells others the password
+            // was right.
+            tracing::warn!(user = %account.name, peer = %self.peer.ip(), "login refused: address not in the account's allow_from");
+            return self.login_failed(started).await;
+        }
         if self.account_needs_tls(&account) {
             tracing::warn!(user = %account.name, "login refused: TLS required (no AUTH TLS)");
             return Reply::new(530, "This account requires TLS: send AUTH TLS before USER.").into();
