@@ -26,7 +26,8 @@ fn refused_from(server: &TestServer, source: Ipv4Addr) -> bool {
 
 #[test]
 fn a_denied_network_gets_421_at_connect() {
-    let server = TestServer::builder().config(|c| c.access.deny = vec!["127.0.0.2/32".parse().unwrap()]).start();
+    let server =
+        TestServer::builder().config(|c| c.access.deny = vec!["127.0.0.2/32".parse().unwrap()]).start();
     assert!(refused_from(&server, OTHER));
     assert!(!refused_from(&server, Ipv4Addr::LOCALHOST));
     let mut ftp = server.login();
@@ -43,7 +44,8 @@ fn an_allow_list_refuses_everything_else_and_a_more_specific_deny_wins() {
         .start();
     assert!(!refused_from(&server, Ipv4Addr::LOCALHOST));
     assert!(refused_from(&server, OTHER));
-    let server = TestServer::builder().config(|c| c.access.allow = vec!["127.0.0.1/32".parse().unwrap()]).start();
+    let server =
+        TestServer::builder().config(|c| c.access.allow = vec!["127.0.0.1/32".parse().unwrap()]).start();
     assert!(refused_from(&server, OTHER));
     assert!(!refused_from(&server, Ipv4Addr::LOCALHOST));
 }

@@ -75,6 +75,8 @@ pub struct Shared {
     pub registry: Arc<registry::Registry>,
     /// Bandwidth buckets: the server's and each active user's.
     pub throttle: crate::data::throttle::Registry,
+    /// Storage used by each logged-in user with a quota.
+    pub quotas: crate::vfs::quota::Registry,
 }
 
 impl Shared {
@@ -152,6 +154,7 @@ impl Server {
             bans: ban::BanList::default(),
             registry: Arc::default(),
             throttle: Default::default(),
+            quotas: Default::default(),
             config_path,
             live: RwLock::new(Arc::new(live)),
         });
