@@ -301,7 +301,7 @@ struct AddArgs {
     #[arg(long = "rule", value_name = "RULE")]
     rules: Vec<String>,
     #[command(flatten)]
-    shaping: ShapingArgs,
+    shaping: Box<ShapingArgs>,
 }
 
 #[derive(Debug, Args)]
@@ -358,7 +358,7 @@ struct ModArgs {
     #[arg(long = "rule", value_name = "RULE")]
     rules: Vec<String>,
     #[command(flatten)]
-    shaping: ShapingArgs,
+    shaping: Box<ShapingArgs>,
 }
 
 /// A failed command: its message, already phrased, and exit code.

@@ -1158,6 +1158,19 @@ mod tests {
     }
 
     #[test]
+    fn bandwidth_and_access_values_are_checked_with_their_line() {
+        let e = error("[bandwidth]\nuser_download = \"4 MiB/s\"\ndownload = \"2 MiB\"\n");
+        assert!(e.contains("ferroftpd.toml:3:"), "{e}");
+        assert!(e.contains("not a rate"), "{e}");
+        let e = error("[bandwidth]\nupload = \"2 MiB/h\"\n");
+        assert!(e.contains("ferroftpd.toml:2:"), "{e}");
+        let e = error("[access]\ndeny = [\"10.0.0.0/33\"]\n");
+        assert!(e.contains("ferroftpd.toml:2:"), "{e}");
+        let e = error("[[bandwidth.group]]\nname = \"staff\"\n[[bandwidth.group]]\nname = \"staff\"\n");
+        assert!(e.contains("group `staff` has limits twice"), "{e}");
+    }
+
+    #[test]
     fn missing_anonymous_root_points_at_its_line() {
         let e = error("[auth]\nchain = [\"anonymous\"]\n[anonymous]\nroot = \"nowhere\"\n");
         assert!(e.contains("ferroftpd.toml:4:1: anonymous.root: directory"), "{e}");
