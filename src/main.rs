@@ -225,6 +225,77 @@ enum UserCommand {
     Mod(ModArgs),
     /// Print a user's own permission rules, numbered.
     Rules { name: String },
+    /// Show a user's storage usage (counted now under its root) and quota.
+    Quota { name: String },
+}
+
+/// Bandwidth limits, allowed networks and quotas of one user.
+#[derive(Debug, Args)]
+struct ShapingArgs {
+    /// Download limit of all the user's sessions together, e.g. "2 MiB/s";
+    /// 0 for none, "default" for the group or server setting.
+    #[arg(long, value_name = "RATE")]
+    download_rate: Option<String>,
+    /// Upload limit, as --download-rate.
+    #[arg(long, value_name = "RATE")]
+    upload_rate: Option<String>,
+    /// Network the user may log in from, e.g. 10.0.0.0/8 (repeatable; none: anywhere).
+    #[arg(long = "allow-from", value_name = "CIDR")]
+    allow_from: Vec<String>,
+    /// Forget the networks given before (before --allow-from adds new ones).
+    #[arg(long)]
+    clear_allow_from: bool,
+    /// Most bytes under the root, e.g. "10 GiB"; "none" for no limit.
+    #[arg(long, value_name = "SIZE")]
+    quota_bytes: Option<String>,
+    /// Most files under the root; "none" for no limit.
+    #[arg(long, value_name = "N")]
+    quota_files: Option<String>,
+}
+
+impl ShapingArgs {
+    fn apply(&self, limits: &mut ferroftpd::auth::AccountLimits) -> Result<(), Failure> {
+        let rate = |flag: &str, v: &str| -> Result<Option<config::Rate>, Failure> {
+            if v == "default" {
+                return Ok(None);
+            }
+            v.parse().map(Some).map_err(|e| Failure::input(format!("{flag}: {e}")))
+        };
+        if let Some(v) = &self.download_rate {
+            limits.download_rate = rate("--download-rate", v)?;
+        }
+        if let Some(v) = &self.upload_rate {
+            limits.upload_rate = rate("--upload-rate", v)?;
+        }
+        if self.clear_allow_from {
+            limits.allow_from.clear();
+        }
+        for net in &self.allow_from {
+            let net: config::Cidr = net.parse().map_err(|e| Failure::input(format!("--allow-from: {e}")))?;
+            if !limits.allow_from.contains(&net) {
+                limits.allow_from.push(net);
+            }
+        }
+        if let Some(v) = &self.quota_bytes {
+            limits.quota_bytes = match v.as_str() {
+                "none" => None,
+                v => Some(
+                    v.parse::<config::ByteSize>()
+                        .map_err(|e| Failure::input(format!("--quota-bytes: {e}")))?
+                        .bytes(),
+                ),
+            };
+        }
+        if let Some(v) = &self.quota_files {
+            limits.quota_files = match v.as_str() {
+                "none" => None,
+                v => Some(v.parse::<u64>().map_err(|_| {
+                    Failure::input(format!("--quota-files: `{v}` is not a whole number (or \"none\")"))
+                })?),
+            };
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -268,6 +339,8 @@ struct AddArgs {
     /// e.g. 'tree = "/srv/drop", only = ["upload-only"]' (repeatable).
     #[arg(long = "rule", value_name = "RULE")]
     rules: Vec<String>,
+    #[command(flatten)]
+    shaping: Box<ShapingArgs>,
 }
 
 #[derive(Debug, Args)]
@@ -323,6 +396,8 @@ struct ModArgs {
     /// Add a permission rule for this user alone (repeatable; see `user add --help`).
     #[arg(long = "rule", value_name = "RULE")]
     rules: Vec<String>,
+    #[command(flatten)]
+    shaping: Box<ShapingArgs>,
 }
 
 /// A failed command: its message, already phrased, and exit code.
@@ -830,6 +905,7 @@ fn user(args: UserArgs) -> Result<(), Failure> {
             Ok(())
         }
         UserCommand::Mod(m) => user_mod(&db, m),
+        UserCommand::Quota { name } => user_quota(&db, &name),
         UserCommand::Rules { name } => {
             let store = SqliteUserStore::open_existing(&db)?;
             let record = store.get(&name)?.ok_or_else(|| no_such_user(&name, &db))?;
@@ -864,6 +940,7 @@ fn user_add(db: &Path, a: AddArgs) -> Result<(), Failure> {
     record.max_sessions = a.max_sessions;
     record.enabled = !a.disabled;
     record.rules = a.rules.iter().map(|r| rule_text(r)).collect::<Result<_, _>>()?;
+    a.shaping.apply(&mut record.shaping)?;
     record.validate()?;
     let store = SqliteUserStore::open(db)?;
     if store.get(&a.name)?.is_some() {
@@ -937,6 +1014,7 @@ fn user_mod(db: &Path, m: ModArgs) -> Result<(), Failure> {
     for r in &m.rules {
         record.rules.push(rule_text(r)?);
     }
+    m.shaping.apply(&mut record.shaping)?;
     let password_given = m.password.password.is_some() || m.password.password_stdin;
     if let Some(password) = read_password(&m.password, &m.name, false)? {
         record.password_hash = hash_password(&password).map_err(Failure::failed)?;
@@ -949,6 +1027,27 @@ fn user_mod(db: &Path, m: ModArgs) -> Result<(), Failure> {
     }
     store.put(&record)?;
     println!("updated user `{}`", m.name);
+    Ok(())
+}
+
+/// `user quota NAME`: usage counted now under the root, the limits, and
+/// the other per-user limits.
+fn user_quota(db: &Path, name: &str) -> Result<(), Failure> {
+    let store = SqliteUserStore::open_existing(db)?;
+    let record = store.get(name)?.ok_or_else(|| no_such_user(name, db))?;
+    let (bytes, files) = ferroftpd::vfs::quota::count(&record.root)
+        .map_err(|e| Failure::failed(format!("cannot count {}: {e}", record.root.display())))?;
+    let s = &record.shaping;
+    let limit = |l: Option<u64>| l.map_or("unlimited".to_string(), |n| n.to_string());
+    let rate = |r: Option<config::Rate>| r.map_or("default".to_string(), |r| r.to_string());
+    println!("user: {name}");
+    println!("root: {}", record.root.display());
+    println!("bytes: {bytes} of {}", limit(s.quota_bytes));
+    println!("files: {files} of {}", limit(s.quota_files));
+    println!("download rate: {}", rate(s.download_rate));
+    println!("upload rate: {}", rate(s.upload_rate));
+    let nets: Vec<String> = s.allow_from.iter().map(|n| n.to_string()).collect();
+    println!("allow from: {}", if nets.is_empty() { "anywhere".to_string() } else { nets.join(" ") });
     Ok(())
 }
 

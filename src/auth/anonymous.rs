@@ -39,6 +39,7 @@ impl Anonymous {
             max_sessions: None,
             module: MODULE_NAME,
             rules: Vec::new(),
+            shaping: Default::default(),
         };
         Anonymous { account: std::sync::Arc::new(account) }
     }

@@ -42,6 +42,24 @@ pub struct Account {
     /// The account's own permission rules (from the user database), which
     /// apply to it alone; compiled at login.
     pub rules: Vec<crate::perm::rules::Rule>,
+    /// Bandwidth, address and storage limits of this account.
+    pub shaping: AccountLimits,
+}
+
+/// An account's own bandwidth, address and storage limits; all off by
+/// default (the server-wide settings then apply).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountLimits {
+    /// Downloads of all its sessions together (`None`: group or server default).
+    pub download_rate: Option<crate::config::Rate>,
+    /// Uploads of all its sessions together.
+    pub upload_rate: Option<crate::config::Rate>,
+    /// Addresses the account may log in from (empty: any the server admits).
+    pub allow_from: Vec<crate::config::Cidr>,
+    /// Most bytes of files under the root (`None`: no limit).
+    pub quota_bytes: Option<u64>,
+    /// Most files under the root (`None`: no limit).
+    pub quota_files: Option<u64>,
 }
 
 /// A login attempt.

@@ -12,8 +12,8 @@
 //! mode lets logins read while the CLI writes; a busy timeout covers the
 //! short write locks.
 //!
-//! Schema: `users` plus child tables `user_mounts`, `user_groups` and
-//! `user_rules` (plain rows rather than JSON, so the database stays
+//! Schema: `users` plus child tables `user_mounts`, `user_groups`,
+//! `user_rules` and `user_allow_from` (plain rows rather than JSON, so the database stays
 //! readable with `sqlite3` and needs no extra dependency; a rule is one
 //! line of TOML, the syntax of `[[acl.rule]]`). `schema_version` holds the number of
 //! [`MIGRATIONS`] applied; opening a database runs the missing ones.
@@ -25,7 +25,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
-use super::{password, Account, AuthOutcome, Authenticator, LoginRequest};
+use super::{password, Account, AccountLimits, AuthOutcome, Authenticator, LoginRequest};
 use crate::vfs::{normalize, MountSpec};
 
 /// The module's name in `auth.chain`.
@@ -57,6 +57,8 @@ pub struct UserRecord {
     /// The user's own permission rules, each a TOML inline table as in
     /// `[[acl.rule]]` without `who` (see [`crate::perm::rules::compile_user_rule`]).
     pub rules: Vec<String>,
+    /// Bandwidth limits, allowed addresses and quotas.
+    pub shaping: AccountLimits,
 }
 
 impl UserRecord {
@@ -74,6 +76,7 @@ impl UserRecord {
             read_only: false,
             max_sessions: None,
             rules: Vec::new(),
+            shaping: AccountLimits::default(),
         }
     }
 
@@ -156,6 +159,7 @@ impl UserRecord {
             max_sessions: self.max_sessions,
             module,
             rules,
+            shaping: self.shaping.clone(),
         })
     }
 }
@@ -253,6 +257,17 @@ pub const MIGRATIONS: &[&str] = &[
         rule     TEXT NOT NULL,
         PRIMARY KEY (user, position)
     );",
+    // 3: bandwidth limits (bytes per second), quotas and allowed networks.
+    "ALTER TABLE users ADD COLUMN download_rate INTEGER;
+    ALTER TABLE users ADD COLUMN upload_rate INTEGER;
+    ALTER TABLE users ADD COLUMN quota_bytes INTEGER;
+    ALTER TABLE users ADD COLUMN quota_files INTEGER;
+    CREATE TABLE user_allow_from (
+        user     TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        network  TEXT NOT NULL,
+        PRIMARY KEY (user, position)
+    );",
 ];
 
 /// The SQLite implementation of [`UserStore`].
@@ -341,6 +356,24 @@ impl SqliteUserStore {
             None => None,
             Some(n) => Some(u32::try_from(n).map_err(|_| corrupt(format!("max_sessions {n} out of range")))?),
         };
+        let unsigned = |what: &str, v: Option<i64>| -> Result<Option<u64>, UserDbError> {
+            v.map(|n| u64::try_from(n).map_err(|_| corrupt(format!("{what} {n} out of range")))).transpose()
+        };
+        let download_rate = unsigned("download_rate", row.download_rate)?.map(crate::config::Rate);
+        let upload_rate = unsigned("upload_rate", row.upload_rate)?.map(crate::config::Rate);
+        let quota_bytes = unsigned("quota_bytes", row.quota_bytes)?;
+        let quota_files = unsigned("quota_files", row.quota_files)?;
+        let mut stmt = conn
+            .prepare_cached("SELECT network FROM user_allow_from WHERE user = ?1 ORDER BY position")
+            .map_err(|e| self.err(e))?;
+        let networks = stmt
+            .query_map([&row.name], |r| r.get(0))
+            .and_then(|rows| rows.collect::<Result<Vec<String>, _>>())
+            .map_err(|e| self.err(e))?;
+        let allow_from = networks
+            .iter()
+            .map(|n| n.parse::<crate::config::Cidr>().map_err(|e| corrupt(format!("allow_from: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut stmt = conn
             .prepare_cached(
                 "SELECT virtual_path, real_path, read_only FROM user_mounts WHERE user = ?1 ORDER BY position",
@@ -381,6 +414,7 @@ impl SqliteUserStore {
             read_only: row.read_only,
             max_sessions,
             rules,
+            shaping: AccountLimits { download_rate, upload_rate, allow_from, quota_bytes, quota_files },
         })
     }
 }
@@ -394,9 +428,14 @@ struct RawUser {
     initial_dir: String,
     read_only: bool,
     max_sessions: Option<i64>,
+    download_rate: Option<i64>,
+    upload_rate: Option<i64>,
+    quota_bytes: Option<i64>,
+    quota_files: Option<i64>,
 }
 
-const USER_COLUMNS: &str = "name, password_hash, enabled, root, initial_dir, read_only, max_sessions";
+const USER_COLUMNS: &str = "name, password_hash, enabled, root, initial_dir, read_only, max_sessions, \
+                            download_rate, upload_rate, quota_bytes, quota_files";
 
 fn raw_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawUser> {
     Ok(RawUser {
@@ -407,7 +446,16 @@ fn raw_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawUser> {
         initial_dir: r.get(4)?,
         read_only: r.get(5)?,
         max_sessions: r.get(6)?,
+        download_rate: r.get(7)?,
+        upload_rate: r.get(8)?,
+        quota_bytes: r.get(9)?,
+        quota_files: r.get(10)?,
     })
+}
+
+/// SQLite integers are signed; larger values (absurd as limits) are capped.
+fn sql_int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// Paths are checked to be UTF-8 by [`UserRecord::validate`] before storing.
@@ -443,10 +491,12 @@ impl UserStore for SqliteUserStore {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
         tx.execute(
             &format!(
-                "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                  ON CONFLICT(name) DO UPDATE SET password_hash = excluded.password_hash,
                    enabled = excluded.enabled, root = excluded.root, initial_dir = excluded.initial_dir,
-                   read_only = excluded.read_only, max_sessions = excluded.max_sessions"
+                   read_only = excluded.read_only, max_sessions = excluded.max_sessions,
+                   download_rate = excluded.download_rate, upload_rate = excluded.upload_rate,
+                   quota_bytes = excluded.quota_bytes, quota_files = excluded.quota_files"
             ),
             params![
                 record.name,
@@ -456,12 +506,24 @@ impl UserStore for SqliteUserStore {
                 record.initial_dir,
                 record.read_only,
                 record.max_sessions,
+                record.shaping.download_rate.map(|r| sql_int(r.0)),
+                record.shaping.upload_rate.map(|r| sql_int(r.0)),
+                record.shaping.quota_bytes.map(sql_int),
+                record.shaping.quota_files.map(sql_int),
             ],
         )
         .map_err(|e| self.err(e))?;
         tx.execute("DELETE FROM user_mounts WHERE user = ?1", [&record.name]).map_err(|e| self.err(e))?;
         tx.execute("DELETE FROM user_groups WHERE user = ?1", [&record.name]).map_err(|e| self.err(e))?;
         tx.execute("DELETE FROM user_rules WHERE user = ?1", [&record.name]).map_err(|e| self.err(e))?;
+        tx.execute("DELETE FROM user_allow_from WHERE user = ?1", [&record.name]).map_err(|e| self.err(e))?;
+        for (i, net) in record.shaping.allow_from.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO user_allow_from (user, position, network) VALUES (?1, ?2, ?3)",
+                params![record.name, i as i64, net.to_string()],
+            )
+            .map_err(|e| self.err(e))?;
+        }
         for (i, m) in record.mounts.iter().enumerate() {
             tx.execute(
                 "INSERT INTO user_mounts (user, position, virtual_path, real_path, read_only)
@@ -580,6 +642,13 @@ mod tests {
         ];
         r.groups = vec!["staff".into(), "admins".into()];
         r.max_sessions = Some(3);
+        r.shaping = AccountLimits {
+            download_rate: Some(crate::config::Rate(2 << 20)),
+            upload_rate: Some(crate::config::Rate(1000)),
+            allow_from: vec!["10.0.0.0/8".parse().unwrap(), "2001:db8::/32".parse().unwrap()],
+            quota_bytes: Some(1 << 30),
+            quota_files: Some(100),
+        };
         r.rules = vec![
             format!(r#"{{ tree = "{}", deny = ["delete"] }}"#, dir.join("pub").display()),
             format!(r#"{{ pattern = "{}/*.iso", allow = ["read-only"] }}"#, dir.display()),
@@ -613,6 +682,8 @@ mod tests {
         alice2.mounts.truncate(1);
         alice2.groups = vec!["x".into()];
         alice2.max_sessions = None;
+        alice2.shaping.allow_from.truncate(1);
+        alice2.shaping.quota_files = None;
         alice2.rules.remove(0);
         s.put(&alice2).unwrap();
         assert_eq!(s.get("alice").unwrap(), Some(alice2));
@@ -623,7 +694,7 @@ mod tests {
         assert_eq!(s.list().unwrap(), vec![bob]);
         // Cascade removed the children too.
         let conn = Connection::open(s.path()).unwrap();
-        for table in ["user_mounts", "user_rules"] {
+        for table in ["user_mounts", "user_rules", "user_allow_from"] {
             let n: i64 = conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)).unwrap();
             assert_eq!(n, 0, "{table}");
         }
@@ -746,6 +817,7 @@ mod tests {
                 assert_eq!(acc.max_sessions, Some(3));
                 assert!(acc.upload_dirs.is_empty());
                 assert_eq!(acc.rules.len(), 2);
+                assert_eq!(acc.shaping, alice.shaping);
                 assert_eq!(acc.rules[1].origin.to_string(), "`alice`'s own rule #2");
             }
             other => panic!("{other:?}"),

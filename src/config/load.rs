@@ -201,6 +201,44 @@ pub const EXAMPLES: &[(&str, &str, &str)] = &[
     ("tls.require_session_reuse", "true or false", "require_session_reuse = true"),
     ("log", "a table (section)", "[log]"),
     ("log.level", "a string: error, warn, info, debug, trace (or a tracing filter)", r#"level = "info""#),
+    ("bandwidth", "a table (section)", "[bandwidth]"),
+    ("bandwidth.download", "a rate string such as \"2 MiB/s\" (0: no limit)", r#"download = "100 MiB/s""#),
+    ("bandwidth.upload", "a rate string such as \"2 MiB/s\" (0: no limit)", r#"upload = "50 MiB/s""#),
+    (
+        "bandwidth.user_download",
+        "a rate string such as \"2 MiB/s\" (0: no limit)",
+        r#"user_download = "2 MiB/s""#,
+    ),
+    (
+        "bandwidth.user_upload",
+        "a rate string such as \"2 MiB/s\" (0: no limit)",
+        r#"user_upload = "1 MiB/s""#,
+    ),
+    (
+        "bandwidth.anonymous_download",
+        "a rate string such as \"2 MiB/s\" (0: no limit)",
+        r#"anonymous_download = "500 kB/s""#,
+    ),
+    (
+        "bandwidth.anonymous_upload",
+        "a rate string such as \"2 MiB/s\" (0: no limit)",
+        r#"anonymous_upload = 0"#,
+    ),
+    (
+        "bandwidth.group",
+        "an array of group tables, usually written [[bandwidth.group]]",
+        r#"group = [{ name = "staff", download = "10 MiB/s", upload = "5 MiB/s" }]"#,
+    ),
+    ("bandwidth.group.name", "a group name", r#"name = "staff""#),
+    (
+        "bandwidth.group.download",
+        "a rate string such as \"2 MiB/s\" (0: no limit)",
+        r#"download = "10 MiB/s""#,
+    ),
+    ("bandwidth.group.upload", "a rate string such as \"2 MiB/s\" (0: no limit)", r#"upload = "5 MiB/s""#),
+    ("access", "a table (section)", "[access]"),
+    ("access.allow", "an array of address or network strings", r#"allow = ["10.0.0.0/8", "2001:db8::/32"]"#),
+    ("access.deny", "an array of address or network strings", r#"deny = ["10.66.0.0/16"]"#),
 ];
 
 fn example_for(key: &str) -> Option<(&'static str, &'static str)> {
@@ -742,6 +780,7 @@ fn check(config: &mut Config, src: &Source<'_>) -> Result<(), ConfigError> {
     check_admin(config, src, &mut problems);
     check_tls(config, src, &mut problems);
     check_permissions(config, src, &mut problems);
+    check_bandwidth(config, src, &mut problems);
 
     if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&config.log.level) {
         problems.push(src.at_key(
@@ -901,6 +940,26 @@ fn check_defences(config: &Config, src: &Source<'_>, problems: &mut Vec<String>)
                      or write a number of seconds",
                 ));
             }
+        }
+    }
+}
+
+/// `[[bandwidth.group]]`: every table names a group, each group once.
+fn check_bandwidth(config: &Config, src: &Source<'_>, problems: &mut Vec<String>) {
+    let groups = &config.bandwidth.group;
+    for (i, g) in groups.iter().enumerate() {
+        if g.name.is_empty() {
+            problems.push(src.at_item(
+                "bandwidth.group",
+                i,
+                "this table names no group\n = write, for example: name = \"staff\"",
+            ));
+        } else if groups[..i].iter().any(|o| o.name == g.name) {
+            problems.push(src.at_item(
+                "bandwidth.group",
+                i,
+                &format!("group `{}` has limits twice\n = merge the two tables", g.name.escape_debug()),
+            ));
         }
     }
 }
@@ -1137,6 +1196,19 @@ mod tests {
         assert!(e.contains("ferroftpd.toml:2:"), "{e}");
         let e = error("[limits\n");
         assert!(e.contains("ferroftpd.toml:1:8: invalid table header"), "{e}");
+    }
+
+    #[test]
+    fn bandwidth_and_access_values_are_checked_with_their_line() {
+        let e = error("[bandwidth]\nuser_download = \"4 MiB/s\"\ndownload = \"2 MiB\"\n");
+        assert!(e.contains("ferroftpd.toml:3:"), "{e}");
+        assert!(e.contains("not a rate"), "{e}");
+        let e = error("[bandwidth]\nupload = \"2 MiB/h\"\n");
+        assert!(e.contains("ferroftpd.toml:2:"), "{e}");
+        let e = error("[access]\ndeny = [\"10.0.0.0/33\"]\n");
+        assert!(e.contains("ferroftpd.toml:2:"), "{e}");
+        let e = error("[[bandwidth.group]]\nname = \"staff\"\n[[bandwidth.group]]\nname = \"staff\"\n");
+        assert!(e.contains("group `staff` has limits twice"), "{e}");
     }
 
     #[test]

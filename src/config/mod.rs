@@ -7,4 +7,4 @@ pub mod types;
 
 pub use load::{load_file, parse_str, validate, ConfigError};
 pub use schema::*;
-pub use types::{ByteSize, Cidr};
+pub use types::{ByteSize, Cidr, Rate};

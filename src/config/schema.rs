@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::types::{ByteSize, Cidr};
+use super::types::{ByteSize, Cidr, Rate};
 
 #[derive(Debug, Clone, Deserialize, Default, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -25,6 +25,8 @@ pub struct Config {
     pub acl: AclConfig,
     pub tls: TlsConfig,
     pub log: LogConfig,
+    pub bandwidth: BandwidthConfig,
+    pub access: AccessConfig,
     /// The web admin; off unless the section is present.
     pub admin: Option<AdminConfig>,
 }
@@ -425,4 +427,57 @@ impl Default for LogConfig {
     fn default() -> Self {
         LogConfig { level: "info".into() }
     }
+}
+
+/// Bandwidth limits (see `data::throttle`). Each limit is a rate such as
+/// `"2 MiB/s"`; `0` means none. A transfer is held to every limit that
+/// applies: the whole server's and its user's. A user's own limit (user
+/// database) wins over its groups' (the highest of them), which wins over
+/// `user_download`/`user_upload`; anonymous sessions share one class limit.
+/// A reload applies to transfers already running.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct BandwidthConfig {
+    /// All downloads of the server together.
+    pub download: Rate,
+    /// All uploads of the server together.
+    pub upload: Rate,
+    /// Downloads of one user, all its sessions together, unless the user or
+    /// one of its groups has its own limit.
+    pub user_download: Rate,
+    /// Uploads of one user, all its sessions together.
+    pub user_upload: Rate,
+    /// Downloads of all anonymous sessions together.
+    pub anonymous_download: Rate,
+    /// Uploads of all anonymous sessions together.
+    pub anonymous_upload: Rate,
+    /// `[[bandwidth.group]]` tables: per-user limits for a group's members.
+    pub group: Vec<GroupRate>,
+}
+
+/// The limits of each member of a group (each user separately, all its
+/// sessions together).
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupRate {
+    /// The group's name (as in the user database or `pam.groups`).
+    pub name: String,
+    /// Downloads of each member (`0`: no limit for members).
+    pub download: Rate,
+    /// Uploads of each member.
+    pub upload: Rate,
+}
+
+/// Which addresses may connect at all (see `server::access`). The most
+/// specific network naming an address decides (deny wins a tie); an address
+/// named by neither list is allowed when `allow` is empty and refused
+/// otherwise. A refused address gets 421 at connect. Accounts can be
+/// restricted further in the user database (`--allow-from`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    /// Addresses and networks that may connect.
+    pub allow: Vec<Cidr>,
+    /// Addresses and networks that may not.
+    pub deny: Vec<Cidr>,
 }

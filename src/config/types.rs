@@ -1,5 +1,6 @@
 //! Value types of the configuration that TOML has no word for: sizes
-//! written with a unit (`"64 MiB"`) and networks (`"10.0.0.0/8"`).
+//! written with a unit (`"64 MiB"`), transfer rates (`"2 MiB/s"`) and
+//! networks (`"10.0.0.0/8"`).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -83,6 +84,67 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+/// A transfer rate in bytes per second, written as a size per second
+/// (`"2 MiB/s"`, `"500 kB/s"`, the units of [`ByteSize`]) or a whole number
+/// of bytes per second; `0` (or `"0"`, `"unlimited"`) means no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Rate(pub u64);
+
+impl Rate {
+    pub const UNLIMITED: Rate = Rate(0);
+
+    /// Bytes per second; `None` when unlimited.
+    pub fn limit(self) -> Option<u64> {
+        (self.0 > 0).then_some(self.0)
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 == 0 {
+            return f.write_str("unlimited");
+        }
+        write!(f, "{}/s", ByteSize(self.0))
+    }
+}
+
+impl FromStr for Rate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Rate, String> {
+        let s = s.trim();
+        if s == "0" || s.eq_ignore_ascii_case("unlimited") {
+            return Ok(Rate::UNLIMITED);
+        }
+        let size = s.strip_suffix("/s").ok_or_else(|| {
+            format!("`{s}` is not a rate: write, for example, \"2 MiB/s\" (or 0 for no limit)")
+        })?;
+        size.parse::<ByteSize>().map(|b| Rate(b.0)).map_err(|e| format!("rate `{s}`: {e}"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct RateVisitor;
+        impl Visitor<'_> for RateVisitor {
+            type Value = Rate;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a rate such as \"2 MiB/s\" or a whole number of bytes per second")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Rate, E> {
+                Ok(Rate(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Rate, E> {
+                u64::try_from(v).map(Rate).map_err(|_| E::custom("a rate cannot be negative"))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Rate, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_any(RateVisitor)
+    }
+}
+
 /// An address or a network in CIDR notation (`"192.0.2.7"`,
 /// `"10.0.0.0/8"`, `"2001:db8::/32"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +200,30 @@ mod tests {
         assert!("99999999999999 GiB".parse::<ByteSize>().is_err());
         assert_eq!(ByteSize::mib(64).to_string(), "64 MiB");
         assert_eq!(ByteSize(1000).to_string(), "1000 B");
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!("2 MiB/s".parse::<Rate>().unwrap(), Rate(2 << 20));
+        assert_eq!("500 kB/s".parse::<Rate>().unwrap(), Rate(500_000));
+        assert_eq!("4MiB/s".parse::<Rate>().unwrap(), Rate(4 << 20));
+        assert_eq!("100/s".parse::<Rate>().unwrap(), Rate(100));
+        assert_eq!("0".parse::<Rate>().unwrap(), Rate::UNLIMITED);
+        assert_eq!("unlimited".parse::<Rate>().unwrap().limit(), None);
+        assert!("2 MiB".parse::<Rate>().is_err(), "a size is not a rate");
+        assert!("2 MiB/h".parse::<Rate>().is_err());
+        assert!("fast/s".parse::<Rate>().is_err());
+        assert!("-1/s".parse::<Rate>().is_err());
+        assert_eq!(Rate(2 << 20).to_string(), "2 MiB/s");
+        assert_eq!(Rate(0).to_string(), "unlimited");
+        #[derive(serde::Deserialize)]
+        struct T {
+            r: Rate,
+        }
+        assert_eq!(toml::from_str::<T>("r = 1000").unwrap().r, Rate(1000));
+        assert_eq!(toml::from_str::<T>("r = \"1 GB/s\"").unwrap().r, Rate(1_000_000_000));
+        assert!(toml::from_str::<T>("r = -5").is_err());
+        assert!(toml::from_str::<T>("r = \"5 MiB\"").is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::ascii;
+use super::throttle::{Limiter, GRANT};
 use crate::vfs::{Reader, StorageError, Upload};
 
 /// Bytes moved so far, readable by STAT while the transfer runs.
@@ -56,6 +57,9 @@ async fn timed<T>(
 /// while the current one is written (and, in TLS, encrypted), so neither
 /// the blocking-pool round trip of a file read nor the socket waits for the
 /// other. This is the path of every TLS download.
+///
+/// Under a bandwidth limit each chunk is written in pieces of at most
+/// [`GRANT`] bytes, each after the limiter lets it go.
 pub async fn send_file<W: AsyncWrite + Unpin>(
     reader: Reader,
     socket: &mut W,
@@ -63,6 +67,7 @@ pub async fn send_file<W: AsyncWrite + Unpin>(
     buffer_size: usize,
     stall: Duration,
     progress: &Progress,
+    limiter: &Limiter,
 ) -> Result<u64, TransferError> {
     let mut source: std::pin::Pin<Box<dyn AsyncRead + Send>> = match reader {
         Reader::File(file) => Box::pin(tokio::fs::File::from_std(file)),
@@ -82,10 +87,17 @@ pub async fn send_file<W: AsyncWrite + Unpin>(
         } else {
             &current[..n]
         };
-        let (read, written) = tokio::join!(source.read(&mut next), timed(stall, socket.write_all(chunk)));
+        let write = async {
+            for piece in chunk.chunks(GRANT) {
+                limiter.pace(piece.len()).await;
+                timed(stall, socket.write_all(piece)).await?;
+                progress.add(piece.len() as u64);
+            }
+            Ok::<(), TransferError>(())
+        };
+        let (read, written) = tokio::join!(source.read(&mut next), write);
         written?;
         total += chunk.len() as u64;
-        progress.add(chunk.len() as u64);
         n = read.map_err(|e| TransferError::Storage(e.into()))?;
         std::mem::swap(&mut current, &mut next);
     }
@@ -103,14 +115,15 @@ pub async fn send_file_plain(
     buffer_size: usize,
     stall: Duration,
     progress: &Progress,
+    limiter: &Limiter,
 ) -> Result<u64, TransferError> {
     #[cfg(target_os = "linux")]
     if let (Reader::File(file), false) = (&reader, ascii_mode) {
-        let sent = zero_copy::send(file, socket, stall, progress).await?;
+        let sent = zero_copy::send(file, socket, stall, progress, limiter).await?;
         timed(stall, socket.shutdown()).await?;
         return Ok(sent);
     }
-    send_file(reader, socket, ascii_mode, buffer_size, stall, progress).await
+    send_file(reader, socket, ascii_mode, buffer_size, stall, progress, limiter).await
 }
 
 #[cfg(target_os = "linux")]
@@ -121,7 +134,7 @@ mod zero_copy {
     use tokio::io::Interest;
     use tokio::net::TcpStream;
 
-    use super::{Progress, TransferError};
+    use super::{Limiter, Progress, TransferError, GRANT};
 
     /// Bytes per `sendfile` call: large enough to keep the socket full,
     /// small enough that one call never holds a worker long.
@@ -129,12 +142,16 @@ mod zero_copy {
 
     /// Sends from the file's current position to its end, straight from the
     /// page cache to the socket, waiting for writability between calls so a
-    /// slow client never blocks a worker.
+    /// slow client never blocks a worker. Under a bandwidth limit each call
+    /// sends at most one [`GRANT`] and is paced by the limiter, still
+    /// zero-copy; the limit is looked at before every call, so one set by a
+    /// reload applies at once.
     pub async fn send(
         file: &std::fs::File,
         socket: &TcpStream,
         stall: Duration,
         progress: &Progress,
+        limiter: &Limiter,
     ) -> Result<u64, TransferError> {
         let start = (&*file).stream_position().map_err(|e| TransferError::Storage(e.into()))?;
         let mut offset = i64::try_from(start)
@@ -146,14 +163,16 @@ mod zero_copy {
                 Ok(Err(e)) => return Err(TransferError::Network(e)),
                 Err(_) => return Err(TransferError::Stalled),
             }
+            let count = if limiter.limited() { GRANT } else { CHUNK };
             let sent = socket.try_io(Interest::WRITABLE, || {
-                nix::sys::sendfile::sendfile(socket, file, Some(&mut offset), CHUNK).map_err(io::Error::from)
+                nix::sys::sendfile::sendfile(socket, file, Some(&mut offset), count).map_err(io::Error::from)
             });
             match sent {
                 Ok(0) => return Ok(total),
                 Ok(n) => {
                     total += n as u64;
                     progress.add(n as u64);
+                    limiter.pace(n).await;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if is_network_error(&e) => return Err(TransferError::Network(e)),
@@ -181,7 +200,9 @@ mod zero_copy {
 /// each buffer is filled before it goes to storage: one storage write per
 /// buffer, not per packet (each local write is a hop to the blocking pool).
 /// Two buffers: the next one fills from the network while the previous one
-/// is written.
+/// is written. Under a bandwidth limit the socket is read in pieces of at
+/// most [`GRANT`] bytes, each paced by the limiter (TCP flow control then
+/// slows the sender).
 pub async fn receive_file<R: AsyncRead + Unpin>(
     socket: &mut R,
     upload: &mut Box<dyn Upload>,
@@ -189,6 +210,7 @@ pub async fn receive_file<R: AsyncRead + Unpin>(
     buffer_size: usize,
     stall: Duration,
     progress: &Progress,
+    limiter: &Limiter,
 ) -> Result<u64, TransferError> {
     let size = buffer_size.max(512);
     let mut current = vec![0u8; size];
@@ -196,7 +218,7 @@ pub async fn receive_file<R: AsyncRead + Unpin>(
     let mut converted = Vec::new();
     let mut pending_cr = false;
     let mut total = 0u64;
-    let mut n = fill(socket, &mut current, stall, progress).await?;
+    let mut n = fill(socket, &mut current, stall, progress, limiter).await?;
     while n > 0 {
         let chunk = if ascii_mode {
             ascii::from_network(&current[..n], &mut pending_cr, &mut converted);
@@ -208,7 +230,7 @@ pub async fn receive_file<R: AsyncRead + Unpin>(
             if n < size {
                 Ok(0) // the last fill stopped at the end of the data
             } else {
-                fill(socket, &mut next, stall, progress).await
+                fill(socket, &mut next, stall, progress, limiter).await
             }
         });
         written.map_err(|e| TransferError::Storage(e.into()))?;
@@ -232,13 +254,16 @@ async fn fill<R: AsyncRead + Unpin>(
     buf: &mut [u8],
     stall: Duration,
     progress: &Progress,
+    limiter: &Limiter,
 ) -> Result<usize, TransferError> {
     let mut filled = 0;
     while filled < buf.len() {
-        let n = timed(stall, socket.read(&mut buf[filled..])).await?;
+        let end = if limiter.limited() { buf.len().min(filled + GRANT) } else { buf.len() };
+        let n = timed(stall, socket.read(&mut buf[filled..end])).await?;
         if n == 0 {
             break;
         }
+        limiter.pace(n).await;
         progress.add(n as u64);
         filled += n;
     }

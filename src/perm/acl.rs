@@ -105,6 +105,7 @@ mod tests {
             max_sessions: None,
             module: "test",
             rules: vec![],
+            shaping: Default::default(),
         }
     }
 

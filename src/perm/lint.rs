@@ -260,6 +260,7 @@ mod tests {
             max_sessions: None,
             module: "test",
             rules: vec![],
+            shaping: Default::default(),
         }
     }
 

@@ -291,6 +291,7 @@ mod tests {
             max_sessions: None,
             module: "anonymous",
             rules: vec![],
+            shaping: Default::default(),
         }
     }
 

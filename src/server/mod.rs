@@ -4,6 +4,7 @@
 //! (`server.listen`, with AUTH TLS when configured) or implicit TLS
 //! (`tls.implicit_listen`, handshake before the greeting).
 
+pub mod access;
 pub mod ban;
 pub mod limits;
 pub mod memory;
@@ -72,6 +73,10 @@ pub struct Shared {
     pub bans: ban::BanList,
     /// Live sessions (the web admin's dashboard).
     pub registry: Arc<registry::Registry>,
+    /// Bandwidth buckets: the server's and each active user's.
+    pub throttle: crate::data::throttle::Registry,
+    /// Storage used by each logged-in user with a quota.
+    pub quotas: crate::vfs::quota::Registry,
 }
 
 impl Shared {
@@ -95,6 +100,12 @@ impl Shared {
             Some(path) => crate::config::load_file(path)?,
             None => self.live().config.clone(),
         };
+        self.apply(config)
+    }
+
+    /// Puts a configuration in force as a reload does (for a configuration
+    /// built in code, as the tests and embedders have).
+    pub fn apply(&self, config: Config) -> anyhow::Result<()> {
         let old = self.live();
         if config.server.listen != old.config.server.listen
             || config.tls.implicit_listen != old.config.tls.implicit_listen
@@ -147,6 +158,8 @@ impl Server {
             limits: Limits::default(),
             bans: ban::BanList::default(),
             registry: Arc::default(),
+            throttle: Default::default(),
+            quotas: Default::default(),
             config_path,
             live: RwLock::new(Arc::new(live)),
         });
@@ -327,6 +340,11 @@ async fn accept_loop(
             }
         };
         let live = shared.live();
+        if !access::admitted(peer.ip(), &live.config.access) {
+            tracing::warn!(%peer, "connection refused: address denied by [access] rules");
+            access::refuse(stream, info.implicit_tls);
+            continue;
+        }
         if let Some(left) = shared.bans.banned(peer.ip(), &live.config.ban) {
             ban::refuse(stream, peer, left, info.implicit_tls);
             continue;

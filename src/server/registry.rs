@@ -216,6 +216,7 @@ mod tests {
             max_sessions: None,
             module: "userdb",
             rules: vec![],
+            shaping: Default::default(),
         });
         reg.logged_in(account, "/");
         reg.changed_dir("/pub");

@@ -11,6 +11,7 @@ use crate::perm::Operation;
 use crate::proto::listing;
 use crate::proto::Reply;
 use crate::vfs::path::split_parent;
+use crate::vfs::quota::Usage;
 use crate::vfs::Metadata;
 
 impl Ctx<'_> {
@@ -48,7 +49,22 @@ impl Ctx<'_> {
         let vpath = self.vpath(arg)?;
         self.refuse_mount_point(&vpath)?;
         let resolved = self.authorize(Operation::Delete, &vpath)?;
+        let counted = self.quota_counts(&resolved);
+        let size = match counted {
+            Some(_) => resolved
+                .mount
+                .storage
+                .metadata(resolved.rel)
+                .await
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len),
+            None => None,
+        };
         resolved.mount.storage.remove_file(resolved.rel).await.map_err(|e| storage_reply(&e))?;
+        if let (Some(usage), Some(size)) = (counted, size) {
+            usage.removed(size);
+        }
         tracing::info!(user = %self.user.account.name, path = %vpath, "file deleted");
         Ok(Reply::new(250, "File deleted."))
     }
@@ -76,13 +92,18 @@ impl Ctx<'_> {
         if !std::ptr::eq(source.mount, target.mount) {
             return Err(Reply::new(553, "Cannot rename across virtual directories."));
         }
+        let mut replaced = None;
         if let Ok(existing) = target.mount.storage.metadata(target.rel).await {
             if existing.is_dir() {
                 return Err(Reply::new(550, "Target is an existing directory."));
             }
             self.authorize(Operation::Overwrite, &to)?;
+            replaced = Some(existing.len);
         }
         source.mount.storage.rename(source.rel, target.rel).await.map_err(|e| storage_reply(&e))?;
+        if let (Some(usage), Some(size)) = (self.quota_counts(&target), replaced) {
+            usage.removed(size);
+        }
         tracing::info!(user = %self.user.account.name, from = %from, to = %to, "renamed");
         Ok(Reply::new(250, "Rename successful."))
     }
@@ -136,7 +157,8 @@ impl Ctx<'_> {
         let mut words = arg.splitn(3, ' ');
         let sub = words.next().unwrap_or("").to_ascii_uppercase();
         match sub.as_str() {
-            "HELP" => Ok(Reply::new(214, "SITE commands: CHMOD HELP\nEnd")),
+            "HELP" => Ok(Reply::new(214, "SITE commands: CHMOD HELP QUOTA\nEnd")),
+            "QUOTA" => Ok(self.site_quota()),
             "CHMOD" => {
                 let (Some(mode), Some(path)) = (words.next(), words.next()) else {
                     return Err(Reply::new(501, "Usage: SITE CHMOD <octal mode> <path>"));
@@ -160,5 +182,47 @@ impl Ctx<'_> {
             }
             _ => Err(Reply::new(504, format!("SITE {sub} not understood."))),
         }
+    }
+}
+
+impl Ctx<'_> {
+    /// The user's usage, if it has a quota and `resolved` lies in the tree
+    /// the quota covers (the root, not grafted directories).
+    pub fn quota_counts(&self, resolved: &crate::vfs::Resolved<'_>) -> Option<&std::sync::Arc<Usage>> {
+        self.user.quota.as_ref().filter(|_| resolved.mount.virtual_prefix == "/")
+    }
+
+    /// SITE QUOTA: usage and limits.
+    fn site_quota(&self) -> Reply {
+        let limits = &self.user.account.shaping;
+        let Some(usage) = &self.user.quota else {
+            return Reply::new(200, "No quota for this account.");
+        };
+        let limit = |l: Option<u64>| l.map_or("unlimited".to_string(), |n| n.to_string());
+        Reply::new(
+            200,
+            format!(
+                "Quota for {}:\nBytes: {} used of {}\nFiles: {} used of {}\nEnd",
+                self.user.account.name,
+                usage.bytes(),
+                limit(limits.quota_bytes),
+                usage.files(),
+                limit(limits.quota_files)
+            ),
+        )
+    }
+
+    /// ALLO: refused with 552 when the size would pass the byte quota.
+    pub fn allo(&self, size: Option<u64>) -> Reply {
+        if let (Some(usage), Some(size), Some(max)) =
+            (&self.user.quota, size, self.user.account.shaping.quota_bytes)
+        {
+            if usage.bytes().saturating_add(size) > max {
+                tracing::info!(user = %self.user.account.name, size, used = usage.bytes(), max, "ALLO refused: quota");
+                return Reply::new(552, "Exceeded storage allocation (quota).");
+            }
+            return Reply::new(200, "ALLO command ok.");
+        }
+        Reply::new(202, "No storage allocation necessary.")
     }
 }

@@ -44,6 +44,13 @@ impl Session {
                 return self.login_failed(started).await;
             }
         };
+        if !crate::server::access::account_admits(self.peer.ip(), &account.shaping.allow_from) {
+            // The reply of a wrong password: the address rule is no secret
+            // worth hiding from the owner, but it tells others the password
+            // was right.
+            tracing::warn!(user = %account.name, peer = %self.peer.ip(), "login refused: address not in the account's allow_from");
+            return self.login_failed(started).await;
+        }
         if self.account_needs_tls(&account) {
             tracing::warn!(user = %account.name, "login refused: TLS required (no AUTH TLS)");
             return Reply::new(530, "This account requires TLS: send AUTH TLS before USER.").into();
@@ -63,13 +70,20 @@ impl Session {
                 return self.login_failed(started).await;
             }
         };
+        let quota = match quota_usage(&self.shared, &account).await {
+            Ok(q) => q,
+            Err(e) => {
+                tracing::error!(user = %account.name, root = %account.root.display(), error = %e, "login failed: cannot count the quota usage");
+                return Reply::new(530, "Login incorrect: home directory unavailable.").into();
+            }
+        };
         let cwd = initial_dir(&vfs, &account).await;
         tracing::info!(user = %account.name, module = account.module, cwd = %cwd, "login");
         let text = if account.anonymous { "Anonymous access granted." } else { "Login successful." };
         if let Some(r) = &self.registration {
             r.logged_in(account.clone(), &cwd);
         }
-        self.user = Some(Box::new(LoggedIn { account, vfs, cwd, rename_from: None, _guard: guard }));
+        self.user = Some(Box::new(LoggedIn { account, vfs, cwd, rename_from: None, _guard: guard, quota }));
         self.failures = 0;
         Reply::new(230, text).into()
     }
@@ -119,6 +133,26 @@ async fn build_vfs(account: &Account) -> Result<std::sync::Arc<Vfs>, crate::vfs:
         Ok(result) => result,
         Err(e) => Err(crate::vfs::StorageError::new(crate::vfs::StorageErrorKind::Other, e.to_string())),
     }
+}
+
+/// The storage used by an account with a quota: shared with its other
+/// sessions, or counted by walking its root (off the async workers).
+async fn quota_usage(
+    shared: &crate::server::Shared,
+    account: &Account,
+) -> std::io::Result<Option<std::sync::Arc<crate::vfs::quota::Usage>>> {
+    use crate::vfs::quota::{count, Usage};
+    if account.shaping.quota_bytes.is_none() && account.shaping.quota_files.is_none() {
+        return Ok(None);
+    }
+    if let Some(usage) = shared.quotas.get(&account.name) {
+        return Ok(Some(usage));
+    }
+    let root = account.root.clone();
+    let (bytes, files) =
+        tokio::task::spawn_blocking(move || count(&root)).await.map_err(std::io::Error::other)??;
+    tracing::info!(user = %account.name, bytes, files, "quota usage counted");
+    Ok(Some(shared.quotas.insert(&account.name, std::sync::Arc::new(Usage::new(bytes, files)))))
 }
 
 /// The account's initial directory if it exists, else `/`.

@@ -29,6 +29,7 @@ use super::user::Ctx;
 use super::{new_progress, BoxFuture, Outcome, Session};
 use crate::data::channel::{self, ActiveRefusal};
 use crate::data::copy::{self, TransferError};
+use crate::data::throttle::{self, Limiter, Subject, Way};
 use crate::data::{DataSetup, DataStream, Progress};
 use crate::perm::Operation;
 use crate::proto::{listing, EpsvArg, Reply, TransferType};
@@ -50,6 +51,15 @@ pub(super) struct Transfer {
     pub unique_name: Option<String>,
     /// Bytes a download will send, for progress shown to administrators.
     pub size: Option<u64>,
+    /// A new file counted by a quota: removed if the quota stops it.
+    pub partial: Option<Partial>,
+}
+
+/// A file an upload creates, to remove if the quota stops it midway.
+pub(super) struct Partial {
+    pub storage: Arc<dyn crate::vfs::Storage>,
+    pub rel: String,
+    pub usage: Arc<crate::vfs::quota::Usage>,
 }
 
 /// How a transfer ended.
@@ -239,6 +249,31 @@ impl Ctx<'_> {
         (self.params.ty == TransferType::Ascii, buffer, self.data_timeout())
     }
 
+    /// The bandwidth limiter of a transfer of this session: its user's
+    /// bucket (the anonymous class's for anonymous users) and the server's,
+    /// with the rates read from the configuration in force at every charge.
+    fn limiter(&self, way: Way) -> Limiter {
+        let account = &self.user.account;
+        let key = if account.anonymous { throttle::ANONYMOUS_KEY } else { account.name.as_str() };
+        let subject = Subject {
+            anonymous: account.anonymous,
+            groups: account.groups.clone(),
+            own_download: account.shaping.download_rate,
+            own_upload: account.shaping.upload_rate,
+        };
+        let shared = Arc::clone(self.shared);
+        let rates = Box::new(move || {
+            let live = shared.live();
+            let cfg = &live.config.bandwidth;
+            let server = match way {
+                Way::Download => cfg.download.0,
+                Way::Upload => cfg.upload.0,
+            };
+            [subject.rate(cfg, way), server]
+        });
+        Limiter::new(self.shared.throttle.user(key, way), self.shared.throttle.server(way), rates)
+    }
+
     fn mode_name(&self) -> &'static str {
         match self.params.ty {
             TransferType::Ascii => "ASCII",
@@ -264,13 +299,14 @@ impl Ctx<'_> {
         let connector = self.take_connector();
         let progress = new_progress();
         let (ascii, size, stall) = self.copy_settings(self.live.config.transfer.send_buffer);
+        let limiter = self.limiter(Way::Download);
         let p = progress.clone();
         let future = Box::pin(async move {
             let sent = match connector.open(Direction::Download).await {
                 Ok(DataStream::Plain(mut tcp)) => {
-                    copy::send_file_plain(reader, &mut tcp, ascii, size, stall, &p).await
+                    copy::send_file_plain(reader, &mut tcp, ascii, size, stall, &p, &limiter).await
                 }
-                Ok(mut tls) => copy::send_file(reader, &mut tls, ascii, size, stall, &p).await,
+                Ok(mut tls) => copy::send_file(reader, &mut tls, ascii, size, stall, &p, &limiter).await,
                 Err(e) => return Finished::NoConnection(e),
             };
             match sent {
@@ -310,6 +346,7 @@ impl Ctx<'_> {
             replaces_existing,
             unique_name: None,
             size: None,
+            partial: None,
         }
     }
 
@@ -336,26 +373,73 @@ impl Ctx<'_> {
             StoreKind::Stor => (Operation::Write, WriteMode::Replace),
         };
         let resolved = self.authorize(op, &vpath)?;
+        let replaces = exists && mode == WriteMode::Replace;
+        let usage = self.quota_counts(&resolved).cloned();
+        if usage.is_some() && !exists {
+            self.check_file_quota()?;
+        }
         let upload =
             resolved.mount.storage.write(resolved.rel, mode).await.map_err(|e| upload_storage_reply(&e))?;
+        let partial = match &usage {
+            Some(usage) if !exists => Some(Partial {
+                storage: resolved.mount.storage.clone(),
+                rel: resolved.rel.to_string(),
+                usage: usage.clone(),
+            }),
+            _ => None,
+        };
+        let upload = self.charged(upload, usage, existing_len, replaces);
         let command = if kind == StoreKind::Appe { "APPE" } else { "STOR" };
-        let replaces = exists && mode == WriteMode::Replace;
         let (progress, future) = self.upload_future(upload);
         let reply = Reply::new(150, format!("Ok to send data ({} mode).", self.mode_name()));
-        Ok(Outcome::Transfer(reply, self.transfer(command, vpath, progress, future, replaces)))
+        let mut transfer = self.transfer(command, vpath, progress, future, replaces);
+        transfer.partial = partial;
+        Ok(Outcome::Transfer(reply, transfer))
+    }
+
+    /// 552 if one more file would pass the user's file quota.
+    fn check_file_quota(&self) -> Result<(), Reply> {
+        if let (Some(usage), Some(max)) = (&self.user.quota, self.user.account.shaping.quota_files) {
+            if usage.files() >= max {
+                tracing::info!(user = %self.user.account.name, files = usage.files(), max, "upload refused: file quota");
+                return Err(Reply::new(552, "Exceeded storage allocation (file quota)."));
+            }
+        }
+        Ok(())
+    }
+
+    /// Wraps an upload so its bytes are charged to the user's quota.
+    fn charged(
+        &self,
+        upload: Box<dyn Upload>,
+        usage: Option<Arc<crate::vfs::quota::Usage>>,
+        old_len: Option<u64>,
+        replaces: bool,
+    ) -> Box<dyn Upload> {
+        match usage {
+            Some(usage) => Box::new(crate::vfs::quota::QuotaUpload::new(
+                upload,
+                usage,
+                self.user.account.shaping.quota_bytes,
+                old_len,
+                replaces,
+            )),
+            None => upload,
+        }
     }
 
     fn upload_future(&mut self, mut upload: Box<dyn Upload>) -> (Arc<Progress>, BoxFuture<Finished>) {
         let connector = self.take_connector();
         let progress = new_progress();
         let (ascii, size, stall) = self.copy_settings(self.live.config.transfer.receive_buffer);
+        let limiter = self.limiter(Way::Upload);
         let p = progress.clone();
         let future = Box::pin(async move {
             let mut socket = match connector.open(Direction::Upload).await {
                 Ok(s) => s,
                 Err(e) => return Finished::NoConnection(e),
             };
-            match copy::receive_file(&mut socket, &mut upload, ascii, size, stall, &p).await {
+            match copy::receive_file(&mut socket, &mut upload, ascii, size, stall, &p, &limiter).await {
                 Ok(n) => {
                     if socket.is_tls() {
                         // Answer the client's close_notify; a client that
@@ -384,12 +468,23 @@ impl Ctx<'_> {
                 format!("{base}.{:08x}", rand::random::<u32>())
             };
             let resolved = self.authorize(Operation::Write, &vpath)?;
+            let usage = self.quota_counts(&resolved).cloned();
+            if usage.is_some() {
+                self.check_file_quota()?;
+            }
             match resolved.mount.storage.write(resolved.rel, WriteMode::CreateNew).await {
                 Ok(upload) => {
                     let name = split_parent(&vpath).map_or("", |(_, n)| n).to_string();
+                    let partial = usage.as_ref().map(|usage| Partial {
+                        storage: resolved.mount.storage.clone(),
+                        rel: resolved.rel.to_string(),
+                        usage: usage.clone(),
+                    });
+                    let upload = self.charged(upload, usage, None, false);
                     let (progress, future) = self.upload_future(upload);
                     let mut transfer = self.transfer("STOU", vpath, progress, future, false);
                     transfer.unique_name = Some(name.clone());
+                    transfer.partial = partial;
                     return Ok(Outcome::Transfer(Reply::new(150, format!("FILE: {name}")), transfer));
                 }
                 Err(e) if e.kind == StorageErrorKind::AlreadyExists => continue,
@@ -691,6 +786,19 @@ impl Session {
                 log("no data connection", 0);
                 tracing::warn!(error = %e, "data connection refused: possible theft of the data connection, or a client that does not resume TLS sessions");
                 Reply::new(522, "TLS session of data connection not resumed.")
+            }
+            Finished::Failed(TransferError::Storage(e)) if e.kind == StorageErrorKind::NoSpace => {
+                log("storage full or quota exceeded", t.progress.bytes());
+                tracing::warn!(error = %e, "upload stopped: no space");
+                if let Some(p) = &t.partial {
+                    // A new file stopped midway is removed, not left half-written.
+                    let size = p.storage.metadata(&p.rel).await.map(|m| m.len).unwrap_or(0);
+                    match p.storage.remove_file(&p.rel).await {
+                        Ok(()) => p.usage.removed(size),
+                        Err(e) => tracing::warn!(error = %e, path = %t.path, "cannot remove partial upload"),
+                    }
+                }
+                upload_storage_reply(&e)
             }
             Finished::Failed(TransferError::Storage(e)) => {
                 log("storage error", t.progress.bytes());

@@ -23,11 +23,14 @@ pub(super) struct LoggedIn {
     /// Normalised virtual path named by RNFR.
     pub rename_from: Option<String>,
     pub _guard: UserGuard,
+    /// Storage used, shared with the user's other sessions (only for an
+    /// account with a quota).
+    pub quota: Option<Arc<crate::vfs::quota::Usage>>,
 }
 
 /// What a handler of a logged-in command can reach.
 pub(super) struct Ctx<'a> {
-    pub shared: &'a Shared,
+    pub shared: &'a Arc<Shared>,
     /// The configuration and rules in force for this command.
     pub live: &'a Live,
     pub user: &'a mut LoggedIn,
@@ -57,7 +60,7 @@ impl Ctx<'_> {
             Command::Mlst(arg) => self.mlst(arg.as_deref()).await.map(Outcome::from),
             Command::Stat(Some(arg)) => self.stat_path(&arg).await.map(Outcome::from),
             Command::Site(arg) => self.site(&arg).await.map(Outcome::from),
-            Command::Allo(_) => Ok(Reply::new(202, "No storage allocation necessary.").into()),
+            Command::Allo(size) => Ok(self.allo(size).into()),
             Command::Rest(offset) => Ok(self.rest(offset).into()),
             Command::Pasv => Ok(self.pasv().into()),
             Command::Epsv(arg) => Ok(self.epsv(arg).into()),

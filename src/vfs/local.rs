@@ -566,7 +566,7 @@ fn platform_bits(_: &cap_std::fs::Metadata) -> (Option<u32>, Option<String>, u64
     (None, None, 1)
 }
 
-fn is_temp_name(name: &std::ffi::OsStr) -> bool {
+pub(crate) fn is_temp_name(name: &std::ffi::OsStr) -> bool {
     name.to_str().is_some_and(|n| n.starts_with(TEMP_PREFIX) && n.ends_with(TEMP_SUFFIX))
 }
 

@@ -12,6 +12,7 @@ pub mod local;
 pub mod path;
 #[cfg(test)]
 mod path_proptests;
+pub mod quota;
 pub mod storage;
 
 pub use path::{normalize, PathError};
