@@ -638,12 +638,40 @@ impl ListingJob {
 }
 
 impl Session {
+    /// Hands a finished file transfer to the transfer log (listings are not
+    /// transfers there).
+    fn xferlog(&self, t: &Transfer, bytes: u64, complete: bool) {
+        let log = &self.shared.xferlog;
+        if !log.enabled() || !matches!(t.command, "RETR" | "STOR" | "APPE" | "STOU") {
+            return;
+        }
+        let (user, anonymous, module) = match &self.user {
+            Some(u) => (u.account.name.clone(), u.account.anonymous, u.account.module),
+            None => (String::new(), false, ""),
+        };
+        log.log(crate::server::xferlog::Record {
+            end: SystemTime::now(),
+            duration: t.started.elapsed(),
+            remote: self.peer.ip(),
+            bytes,
+            path: t.path.clone(),
+            ascii: self.params.ty == TransferType::Ascii,
+            incoming: t.command != "RETR",
+            anonymous,
+            user,
+            module,
+            command: t.command,
+            complete,
+        });
+    }
+
     /// Logs a finished transfer and chooses the final reply; commits uploads.
     pub(super) async fn finish_transfer(&mut self, t: Transfer, done: Finished) -> Reply {
         let user = self.user.as_ref().map(|u| u.account.name.clone()).unwrap_or_default();
         let ms = t.started.elapsed().as_millis() as u64;
         let log = |result: &str, bytes: u64| {
             tracing::info!(user = %user, command = t.command, path = %t.path, bytes, ms, result, "transfer");
+            self.xferlog(&t, bytes, result == "ok");
         };
         match done {
             Finished::Sent(n) => {
