@@ -71,7 +71,11 @@ fn xferlog_and_json_lines_after_retr_and_stor() {
     for key in [r#""path":"/up load.bin""#, r#""bytes":10"#, r#""direction":"upload""#, r#""user":"alice""#] {
         assert!(got[0].contains(key), "{key} in {}", got[0]);
     }
-    assert!(got[1].contains(r#""direction":"download""#) && got[1].contains(r#""status":"complete""#), "{}", got[1]);
+    assert!(
+        got[1].contains(r#""direction":"download""#) && got[1].contains(r#""status":"complete""#),
+        "{}",
+        got[1]
+    );
 
     // logrotate: rename, then reopen (what SIGHUP does); the next line goes
     // to a new file at the configured path.
