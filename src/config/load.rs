@@ -239,6 +239,18 @@ pub const EXAMPLES: &[(&str, &str, &str)] = &[
     ("access", "a table (section)", "[access]"),
     ("access.allow", "an array of address or network strings", r#"allow = ["10.0.0.0/8", "2001:db8::/32"]"#),
     ("access.deny", "an array of address or network strings", r#"deny = ["10.66.0.0/16"]"#),
+    ("xferlog", "a table (section)", "[xferlog]"),
+    (
+        "xferlog.path",
+        "a file path string, or \"-\" for standard error",
+        r#"path = "/var/log/ferroftpd/xferlog""#,
+    ),
+    (
+        "xferlog.json_path",
+        "a file path string, or \"-\" for standard error",
+        r#"json_path = "/var/log/ferroftpd/transfers.jsonl""#,
+    ),
+    ("xferlog.queue", "a whole number of lines (at least 1)", "queue = 4096"),
 ];
 
 fn example_for(key: &str) -> Option<(&'static str, &'static str)> {
@@ -792,6 +804,8 @@ fn check(config: &mut Config, src: &Source<'_>) -> Result<(), ConfigError> {
         ));
     }
 
+    check_xferlog(config, src, &mut problems);
+
     if problems.is_empty() {
         Ok(())
     } else {
@@ -830,6 +844,48 @@ fn check_admin(config: &Config, src: &Source<'_>, problems: &mut Vec<String>) {
             "admin.session_minutes",
             "0 would log every admin out at once\n = write, for example: session_minutes = 60",
         ));
+    }
+}
+
+/// The `[xferlog]` section: each file's directory exists and the file can
+/// be opened for appending.
+fn check_xferlog(config: &Config, src: &Source<'_>, problems: &mut Vec<String>) {
+    if config.xferlog.queue == 0 {
+        problems.push(src.at_key(
+            "xferlog.queue",
+            "the queue must hold at least one line\n = write, for example: queue = 4096",
+        ));
+    }
+    let files = [("xferlog.path", &config.xferlog.path), ("xferlog.json_path", &config.xferlog.json_path)];
+    for (key, path) in files {
+        let Some(path) = path else { continue };
+        if path.as_os_str() == crate::server::xferlog::STDERR {
+            continue;
+        }
+        let parent = userdb_parent(path);
+        if !parent.is_dir() {
+            problems.push(src.at_key(
+                key,
+                &format!(
+                    "directory `{}` for the transfer log does not exist\n = create it, or write \"-\" for standard error",
+                    parent.display()
+                ),
+            ));
+            continue;
+        }
+        // An existing file must take appends; a missing one is created at start.
+        if !path.exists() {
+            continue;
+        }
+        if let Err(e) = std::fs::OpenOptions::new().append(true).open(path) {
+            problems.push(src.at_key(
+                key,
+                &format!(
+                    "cannot open `{}` for appending ({e})\n = make it writable by the server",
+                    path.display()
+                ),
+            ));
+        }
     }
 }
 

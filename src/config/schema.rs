@@ -29,6 +29,7 @@ pub struct Config {
     pub access: AccessConfig,
     /// The web admin; off unless the section is present.
     pub admin: Option<AdminConfig>,
+    pub xferlog: XferlogConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -480,4 +481,24 @@ pub struct AccessConfig {
     pub allow: Vec<Cidr>,
     /// Addresses and networks that may not.
     pub deny: Vec<Cidr>,
+}
+
+/// The transfer log (see `server::xferlog`): off unless a path is given.
+/// Files are opened at start and reopened on SIGHUP; a change of path needs
+/// a restart.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct XferlogConfig {
+    /// The standard `xferlog` format to this file (`"-"`: standard error).
+    pub path: Option<PathBuf>,
+    /// JSON lines with the same facts to this file (`"-"`: standard error).
+    pub json_path: Option<PathBuf>,
+    /// Lines waiting for the writer; beyond it lines are dropped and counted.
+    pub queue: usize,
+}
+
+impl Default for XferlogConfig {
+    fn default() -> Self {
+        XferlogConfig { path: None, json_path: None, queue: 4096 }
+    }
 }

@@ -9,6 +9,7 @@ pub mod ban;
 pub mod limits;
 pub mod memory;
 pub mod registry;
+pub mod xferlog;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -77,6 +78,8 @@ pub struct Shared {
     pub throttle: crate::data::throttle::Registry,
     /// Storage used by each logged-in user with a quota.
     pub quotas: crate::vfs::quota::Registry,
+    /// The transfer log (files fixed at start, reopened on SIGHUP).
+    pub xferlog: xferlog::TransferLog,
 }
 
 impl Shared {
@@ -153,7 +156,9 @@ impl Server {
                 TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
             listeners.push((listener, ListenerInfo { configured: *addr, implicit_tls }));
         }
+        let xferlog = xferlog::TransferLog::start(&config.xferlog)?;
         let shared = Arc::new(Shared {
+            xferlog,
             passive: PassivePorts::new(config.passive.port_range),
             limits: Limits::default(),
             bans: ban::BanList::default(),
@@ -238,6 +243,7 @@ fn spawn_reload_on_hangup(shared: Arc<Shared>) {
     };
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
+            shared.xferlog.reopen();
             let shared = shared.clone();
             // Reading files and opening the user database block: off the workers.
             let result = tokio::task::spawn_blocking(move || shared.reload()).await;

@@ -733,12 +733,45 @@ impl ListingJob {
 }
 
 impl Session {
+    /// The transfer log's record for a file transfer, filled in when it
+    /// ends (`None`: log off, or a listing, which is not a transfer there).
+    fn xferlog_record(&self, t: &Transfer) -> Option<crate::server::xferlog::Record> {
+        if !self.shared.xferlog.enabled() || !matches!(t.command, "RETR" | "STOR" | "APPE" | "STOU") {
+            return None;
+        }
+        let (user, anonymous, module) = match &self.user {
+            Some(u) => (u.account.name.clone(), u.account.anonymous, u.account.module),
+            None => (String::new(), false, ""),
+        };
+        Some(crate::server::xferlog::Record {
+            end: SystemTime::now(),
+            duration: Duration::ZERO,
+            remote: self.peer.ip(),
+            bytes: 0,
+            path: t.path.clone(),
+            ascii: self.params.ty == TransferType::Ascii,
+            incoming: t.command != "RETR",
+            anonymous,
+            user,
+            module,
+            command: t.command,
+            complete: false,
+        })
+    }
+
     /// Logs a finished transfer and chooses the final reply; commits uploads.
     pub(super) async fn finish_transfer(&mut self, t: Transfer, done: Finished) -> Reply {
         let user = self.user.as_ref().map(|u| u.account.name.clone()).unwrap_or_default();
         let ms = t.started.elapsed().as_millis() as u64;
+        let record = self.xferlog_record(&t);
+        let shared = self.shared.clone();
         let log = |result: &str, bytes: u64| {
             tracing::info!(user = %user, command = t.command, path = %t.path, bytes, ms, result, "transfer");
+            if let Some(mut r) = record.clone() {
+                (r.end, r.duration, r.bytes, r.complete) =
+                    (SystemTime::now(), t.started.elapsed(), bytes, result == "ok");
+                shared.xferlog.log(r);
+            }
         };
         match done {
             Finished::Sent(n) => {
