@@ -230,6 +230,21 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The logged-in admin viewing a page; without a session the request is
+/// sent to the login page before the handler runs.
+pub struct Viewer(pub AdminSession);
+
+impl axum::extract::FromRequestParts<Arc<AdminState>> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Arc<AdminState>,
+    ) -> Result<Viewer, Response> {
+        state.admin(&parts.headers).map(Viewer).ok_or_else(|| Redirect::to("/login").into_response())
+    }
+}
+
 /// A form post from a logged-in admin whose CSRF token matches; anything
 /// else is answered before the handler runs (login page or 403).
 pub struct Posted {

@@ -7,12 +7,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use toml_edit::{value, Array, ArrayOfTables, Item, Table};
 
 use super::html::{button_form, bytes, csrf_field, esc, notice, page, url};
-use super::{config_file, AdminSession, AdminState, Posted};
+use super::{config_file, AdminSession, AdminState, Posted, Viewer};
 use crate::auth::password::hash_password;
 use crate::auth::userdb::{SqliteUserStore, UserRecord, UserStore};
 use crate::perm::explain::{explain, PathKind};
@@ -20,11 +20,6 @@ use crate::perm::Operation;
 use crate::vfs::{normalize, MountSpec};
 
 type Params = Query<HashMap<String, String>>;
-
-/// The admin of a page view, or a redirect to the login page.
-fn viewer(state: &AdminState, headers: &HeaderMap) -> Result<AdminSession, Box<Response>> {
-    state.admin(headers).ok_or_else(|| Box::new(Redirect::to("/login").into_response()))
-}
 
 fn render(admin: &AdminSession, title: &str, active: &str, body: &str) -> Response {
     Html(page(title, active, Some((&admin.name, &admin.csrf)), body)).into_response()
@@ -55,13 +50,9 @@ fn flash(params: &HashMap<String, String>) -> String {
 
 pub async fn dashboard(
     State(state): State<Arc<AdminState>>,
-    headers: HeaderMap,
+    Viewer(admin): Viewer,
     Query(params): Params,
 ) -> Response {
-    let admin = match viewer(&state, &headers) {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
     let shared = &state.shared;
     let totals = &shared.registry.totals;
     let sessions = shared.registry.snapshot();
@@ -183,13 +174,9 @@ fn store(state: &AdminState) -> Result<SqliteUserStore, String> {
 
 pub async fn users(
     State(state): State<Arc<AdminState>>,
-    headers: HeaderMap,
+    Viewer(admin): Viewer,
     Query(params): Params,
 ) -> Response {
-    let admin = match viewer(&state, &headers) {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
     let q = params.get("q").map(|s| s.trim().to_lowercase()).unwrap_or_default();
     let mut body = flash(&params);
     let _ = write!(
@@ -300,13 +287,9 @@ fn record_values(u: &UserRecord) -> HashMap<String, String> {
 
 pub async fn user_form(
     State(state): State<Arc<AdminState>>,
-    headers: HeaderMap,
+    Viewer(admin): Viewer,
     Query(params): Params,
 ) -> Response {
-    let admin = match viewer(&state, &headers) {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
     let name = params.get("name").cloned().unwrap_or_default();
     if name.is_empty() {
         let mut values = HashMap::new();
@@ -445,13 +428,9 @@ pub async fn user_delete(State(state): State<Arc<AdminState>>, Posted { admin, f
 
 pub async fn permissions(
     State(state): State<Arc<AdminState>>,
-    headers: HeaderMap,
+    Viewer(admin): Viewer,
     Query(params): Params,
 ) -> Response {
-    let admin = match viewer(&state, &headers) {
-        Ok(a) => a,
-        Err(r) => return *r,
-    };
     let live = state.shared.live();
     let mut body = flash(&params);
     body.push_str("<h2>Rules</h2>");

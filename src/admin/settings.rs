@@ -8,12 +8,12 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use toml_edit::{value, Array, DocumentMut, Item, Table};
 
 use super::html::{csrf_field, esc, notice, page};
-use super::{config_file, AdminSession, AdminState, Posted};
+use super::{config_file, AdminSession, AdminState, Posted, Viewer};
 use crate::config::Config;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -196,13 +196,10 @@ pub async fn page_get(
 
 pub async fn show(
     State(state): State<Arc<AdminState>>,
-    headers: HeaderMap,
+    Viewer(admin): Viewer,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    match state.admin(&headers) {
-        Some(admin) => page_get(&state, &admin, &params).await,
-        None => Redirect::to("/login").into_response(),
-    }
+    page_get(&state, &admin, &params).await
 }
 
 /// Writes one field into the document.
