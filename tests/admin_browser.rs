@@ -10,15 +10,12 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::daemon::Daemon;
-use common::{Ftp, CONNECT_TIMEOUT, REPLY_TIMEOUT};
-use ferroftpd::admin::accounts::AdminAccounts;
-use suppaftp::{FtpError, FtpStream};
+use common::admin::{ftp_login, site, ADMIN, ADMIN_PW, CONFIG_COMMENT};
+use common::Ftp;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -39,20 +36,6 @@ fn missing() -> Option<String> {
     None
 }
 
-fn ftp_login(addr: SocketAddr, user: &str, password: &str) -> FtpStream {
-    let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).expect("connect");
-    stream.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
-    let mut ftp = FtpStream::connect_with_stream(stream).expect("greeting").passive_stream_builder(
-        |addr: SocketAddr| {
-            let s = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(FtpError::ConnectionError)?;
-            s.set_read_timeout(Some(REPLY_TIMEOUT)).map_err(FtpError::ConnectionError)?;
-            Ok(s)
-        },
-    );
-    ftp.login(user, password).expect("FTP login");
-    ftp
-}
-
 #[test]
 fn clicking_through_the_admin_changes_what_ftp_clients_get() {
     if let Some(why) = missing() {
@@ -62,24 +45,8 @@ fn clicking_through_the_admin_changes_what_ftp_clients_get() {
         eprintln!("skipped: {why}");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, server) = site();
     let d = dir.path();
-    for sub in ["anon", "homes/bob/in", "homes/bob/secret"] {
-        std::fs::create_dir_all(d.join(sub)).unwrap();
-    }
-    std::fs::write(d.join("homes/bob/secret/plan.txt"), "top secret\n").unwrap();
-    std::fs::write(d.join("homes/bob/in/hello.txt"), "hello\n").unwrap();
-    let config = format!(
-        "# browser test site\n[server]\nlisten = [\"127.0.0.1:0\"]\n\n[passive]\nport_range = [0, 0]\n\n\
-         [auth]\nchain = [\"anonymous\", \"userdb\"]\n\n[anonymous]\nroot = \"{}\"\n\n[userdb]\npath = \"{}\"\n\n\
-         [admin]\nlisten = \"127.0.0.1:0\"\nusers = \"{}\"\n",
-        d.join("anon").display(),
-        d.join("users.db").display(),
-        d.join("admins.db").display(),
-    );
-    std::fs::write(d.join("ferroftpd.toml"), config).unwrap();
-    AdminAccounts::open(d.join("admins.db")).unwrap().set("root", "admin-pass-1").unwrap();
-    let server = Daemon::start(d, d.join("ferroftpd.toml").to_str().unwrap());
     let admin = server.admin_addr();
 
     // A live session for the dashboard to disconnect.
@@ -94,8 +61,8 @@ fn clicking_through_the_admin_changes_what_ftp_clients_get() {
     let result = Command::new("node")
         .arg(repo().join("admin-tests/run.mjs"))
         .env("ADMIN_URL", format!("http://{admin}/"))
-        .env("ADMIN_USER", "root")
-        .env("ADMIN_PASSWORD", "admin-pass-1")
+        .env("ADMIN_USER", ADMIN)
+        .env("ADMIN_PASSWORD", ADMIN_PW)
         .env("USER_ROOT", d.join("homes/bob"))
         .env("SECRET_DIR", d.join("homes/bob/secret"))
         .env("PASSIVE_PORT", port.to_string())
@@ -117,7 +84,7 @@ fn clicking_through_the_admin_changes_what_ftp_clients_get() {
     held.set_read_timeout(Duration::from_secs(10));
     assert_eq!(held.read_reply().code, 421);
     // The user and the rule hold.
-    let mut bob = ftp_login(server.addr, "bob", "bob-pw-1");
+    let mut bob = ftp_login(server.addr, "bob", "bob-pw-1").expect("bob logs in");
     assert!(bob.retr_as_buffer("/in/hello.txt").is_ok());
     assert!(bob.retr_as_buffer("/secret/plan.txt").is_err(), "the rule added in the browser denies it");
     // Bob's session holds the one passive port of the new range: let it go.
@@ -139,5 +106,5 @@ fn clicking_through_the_admin_changes_what_ftp_clients_get() {
     assert_eq!(p[4] * 256 + p[5], port);
     // The invalid idle timeout tried last was not saved.
     let saved = std::fs::read_to_string(d.join("ferroftpd.toml")).unwrap();
-    assert!(!saved.contains("soon") && saved.starts_with("# browser test site"), "{saved}");
+    assert!(!saved.contains("soon") && saved.starts_with(CONFIG_COMMENT), "{saved}");
 }

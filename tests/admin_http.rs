@@ -6,60 +6,17 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::daemon::Daemon;
+use common::admin::{ftp_login, site, ADMIN, ADMIN_PW, CONFIG_COMMENT};
 use common::http::{login, request};
-use common::{wait_until, Ftp, CONNECT_TIMEOUT, REPLY_TIMEOUT};
-use ferroftpd::admin::accounts::AdminAccounts;
-use suppaftp::{FtpError, FtpStream};
-
-const ADMIN: &str = "root";
-const ADMIN_PW: &str = "admin-pass-1";
-
-/// A site with a config file (comments included), an anonymous root, a
-/// home for new users and one admin.
-fn site() -> (tempfile::TempDir, Daemon) {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    for sub in ["anon", "homes/bob/in", "homes/bob/secret"] {
-        std::fs::create_dir_all(d.join(sub)).unwrap();
-    }
-    std::fs::write(d.join("homes/bob/secret/plan.txt"), "top secret\n").unwrap();
-    std::fs::write(d.join("homes/bob/in/hello.txt"), "hello\n").unwrap();
-    let config = format!(
-        "# site configuration\n[server]\nlisten = [\"127.0.0.1:0\"]   # any port\n\n\
-         [passive]\nport_range = [0, 0]\n\n\
-         [auth]\nchain = [\"anonymous\", \"userdb\"]\n\n\
-         [anonymous]\nroot = \"{anon}\"\n\n[userdb]\npath = \"{db}\"\n\n\
-         [admin]\nlisten = \"127.0.0.1:0\"\nusers = \"{admins}\"\n",
-        anon = d.join("anon").display(),
-        db = d.join("users.db").display(),
-        admins = d.join("admins.db").display(),
-    );
-    std::fs::write(d.join("ferroftpd.toml"), config).unwrap();
-    AdminAccounts::open(d.join("admins.db")).unwrap().set(ADMIN, ADMIN_PW).unwrap();
-    let daemon = Daemon::start(d, d.join("ferroftpd.toml").to_str().unwrap());
-    (dir, daemon)
-}
+use common::{wait_until, Ftp};
 
 fn csrf(admin: SocketAddr, cookie: &str, page: &str) -> String {
     let r = request(admin, "GET", page, Some(cookie), &[]);
     assert_eq!(r.status, 200, "{page}: {}", r.body);
     r.field("csrf").expect("a CSRF field")
-}
-
-fn ftp_login(addr: SocketAddr, user: &str, password: &str) -> Result<FtpStream, FtpError> {
-    let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).expect("connect");
-    stream.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
-    let mut ftp = FtpStream::connect_with_stream(stream)?.passive_stream_builder(|addr: SocketAddr| {
-        let s = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(FtpError::ConnectionError)?;
-        s.set_read_timeout(Some(REPLY_TIMEOUT)).map_err(FtpError::ConnectionError)?;
-        Ok(s)
-    });
-    ftp.login(user, password)?;
-    Ok(ftp)
 }
 
 #[test]
@@ -108,7 +65,11 @@ fn changes_without_the_csrf_token_are_refused() {
     let r = request(admin, "POST", "/settings", Some(&cookie), &[("passive.port_range", "41000-41010")]);
     assert_eq!(r.status, 403);
     assert_eq!(std::fs::read_to_string(dir.path().join("ferroftpd.toml")).unwrap(), before);
-    assert!(server.log_text().contains("CSRF"), "refusals are logged");
+    // The log is read from the server's stderr by another thread: wait for it.
+    assert!(
+        wait_until(Duration::from_secs(10), || server.log_text().contains("CSRF")),
+        "refusals are logged"
+    );
 }
 
 #[test]
@@ -214,10 +175,7 @@ fn a_user_and_a_rule_from_the_admin_hold_for_ftp() {
     assert_eq!(r.status, 303);
     assert!(r.header("location").unwrap_or("").contains("ok="), "{:?}", r.header("location"));
     let text = std::fs::read_to_string(dir.path().join("ferroftpd.toml")).unwrap();
-    assert!(
-        text.starts_with("# site configuration") && text.contains("# any port"),
-        "comments kept:\n{text}"
-    );
+    assert!(text.starts_with(CONFIG_COMMENT) && text.contains("# any port"), "comments kept:\n{text}");
     assert!(text.contains("[[acl.rule]]"), "{text}");
 
     let mut ftp = ftp_login(server.addr, "bob", "bob-pw-1").expect("bob logs in");
@@ -270,5 +228,5 @@ fn settings_apply_and_a_session_can_be_disconnected() {
     assert!(wait_until(Duration::from_secs(10), || !request(admin, "GET", "/", Some(&cookie), &[])
         .body
         .contains("name=\"id\"")));
-    assert!(server.log_text().contains("disconnected by an admin"));
+    assert!(wait_until(Duration::from_secs(10), || server.log_text().contains("disconnected by an admin")));
 }

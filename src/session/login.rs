@@ -73,8 +73,10 @@ impl Session {
         let quota = match quota_usage(&self.shared, &account).await {
             Ok(q) => q,
             Err(e) => {
+                // As for a missing root: no hint that the password was right.
                 tracing::error!(user = %account.name, root = %account.root.display(), error = %e, "login failed: cannot count the quota usage");
-                return Reply::new(530, "Login incorrect: home directory unavailable.").into();
+                drop(guard);
+                return self.login_failed(started).await;
             }
         };
         let cwd = initial_dir(&vfs, &account).await;
