@@ -193,6 +193,10 @@ struct ServeArgs {
     /// Log level or tracing filter; overrides RUST_LOG, which overrides log.level.
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
+    /// Serve the one connection on standard input (started by inetd,
+    /// xinetd or a systemd Accept=yes socket), then exit.
+    #[arg(long, requires = "config", conflicts_with = "listen")]
+    inetd: bool,
 }
 
 #[derive(Debug, Args)]
@@ -741,8 +745,11 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
     if !args.listen.is_empty() {
         config.server.listen = args.listen.clone();
     }
-    init_tracing(args.log_level.as_deref(), &config.log.level)?;
+    init_tracing(args.log_level.as_deref(), &config.log, args.inetd)?;
     let chain = build_chain(&config).map_err(Failure::config)?;
+    if args.inetd {
+        return serve_inetd(config, chain, args.config.clone());
+    }
     if demo {
         let password = install_demo_user(&config)?;
         let admin_password = install_demo_admin(&config)?;
@@ -755,9 +762,24 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::failed(format!("cannot start the async runtime: {e}")))?;
-    runtime
-        .block_on(start_server(config, chain, args.config.clone()))
-        .map_err(|e| Failure::failed(format!("{e:#}")))
+    let result = runtime.block_on(start_server(config, chain, args.config.clone()));
+    // Blocking file work of cut-off transfers must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    result.map_err(|e| Failure::failed(format!("{e:#}")))
+}
+
+/// One session on standard input: a single-threaded runtime is plenty.
+fn serve_inetd(config: Config, chain: AuthChain, config_path: Option<PathBuf>) -> Result<(), Failure> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::failed(format!("cannot start the async runtime: {e}")))?;
+    let result = runtime.block_on(ferroftpd::server::inetd::serve(config, chain, config_path));
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    result.map_err(|e| {
+        tracing::error!(error = %format!("{e:#}"), "inetd session failed");
+        Failure::failed(format!("{e:#}"))
+    })
 }
 
 async fn start_server(config: Config, chain: AuthChain, config_path: Option<PathBuf>) -> anyhow::Result<()> {
@@ -772,8 +794,11 @@ async fn start_server(config: Config, chain: AuthChain, config_path: Option<Path
 }
 
 /// Log filter: `--log-level` wins, then `RUST_LOG`, then `log.level`.
-/// Logs go to stderr so stdout stays for what a person is meant to read.
-fn init_tracing(flag: Option<&str>, configured: &str) -> Result<(), Failure> {
+/// Logs go to `log.file` if set, else to stderr so stdout stays for what a
+/// person is meant to read; in inetd mode, nowhere when stderr is the
+/// client's socket (as inetd and xinetd hand it over).
+fn init_tracing(flag: Option<&str>, log: &config::schema::LogConfig, inetd: bool) -> Result<(), Failure> {
+    let configured = log.level.as_str();
     use tracing_subscriber::EnvFilter;
     let env = std::env::var("RUST_LOG").ok().filter(|s| !s.trim().is_empty());
     let (source, spec) = match (flag, env) {
@@ -786,13 +811,34 @@ fn init_tracing(flag: Option<&str>, configured: &str) -> Result<(), Failure> {
             "{source} `{spec}` is not a log level ({e}); use error, warn, info, debug or trace"
         ))
     })?;
-    // Fails only if a subscriber is already set, which cannot happen here.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Each fails only if a subscriber is already set, which cannot happen here.
+    if let Some(path) = &log.file {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| Failure::failed(format!("cannot open log.file {}: {e}", path.display())))?;
+        let _ = builder.with_writer(std::sync::Mutex::new(file)).with_ansi(false).try_init();
+    } else if inetd && stderr_is_socket() {
+        let _ = builder.with_writer(std::io::sink).try_init();
+    } else {
+        let _ = builder.with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).try_init();
+    }
     Ok(())
+}
+
+/// True when standard error is a socket (inetd's convention: fds 0, 1 and
+/// 2 are all the client's connection).
+#[cfg(unix)]
+fn stderr_is_socket() -> bool {
+    use std::os::fd::AsRawFd as _;
+    nix::sys::socket::getsockname::<nix::sys::socket::SockaddrStorage>(std::io::stderr().as_raw_fd()).is_ok()
+}
+
+#[cfg(not(unix))]
+fn stderr_is_socket() -> bool {
+    false
 }
 
 /// The embedded default: `./ftp-root` (with a `pub/README.txt`) for

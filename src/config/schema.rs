@@ -132,11 +132,14 @@ pub struct TimeoutsConfig {
     pub idle: u64,
     /// Seconds a data connection may wait to connect or stall mid-transfer.
     pub data: u64,
+    /// Seconds running transfers get to finish after SIGTERM before the
+    /// server exits anyway.
+    pub drain: u64,
 }
 
 impl Default for TimeoutsConfig {
     fn default() -> Self {
-        TimeoutsConfig { login: 60, idle: 300, data: 120 }
+        TimeoutsConfig { login: 60, idle: 300, data: 120, drain: 30 }
     }
 }
 
@@ -422,11 +425,14 @@ impl Default for TlsConfig {
 pub struct LogConfig {
     /// `error`, `warn`, `info`, `debug` or `trace` (or a tracing filter).
     pub level: String,
+    /// Append log lines to this file instead of standard error (needed in
+    /// inetd mode, where standard error is often the client's socket).
+    pub file: Option<PathBuf>,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { level: "info".into() }
+        LogConfig { level: "info".into(), file: None }
     }
 }
 

@@ -6,9 +6,12 @@
 
 pub mod access;
 pub mod ban;
+pub mod drain;
+pub mod inetd;
 pub mod limits;
 pub mod memory;
 pub mod registry;
+pub mod systemd;
 pub mod xferlog;
 
 use std::net::SocketAddr;
@@ -80,6 +83,8 @@ pub struct Shared {
     pub quotas: crate::vfs::quota::Registry,
     /// The transfer log (files fixed at start, reopened on SIGHUP).
     pub xferlog: xferlog::TransferLog,
+    /// Graceful shutdown: whether it has begun, and the running transfers.
+    pub drain: Arc<drain::Drain>,
 }
 
 impl Shared {
@@ -145,16 +150,36 @@ impl Server {
         auth: AuthChain,
         config_path: Option<PathBuf>,
     ) -> anyhow::Result<Server> {
+        Server::bind_or_adopt(config, auth, config_path, None).await
+    }
+
+    /// As [`Server::bind_with_source`], but serves the listening sockets
+    /// handed over by socket activation instead of binding
+    /// `server.listen` and `tls.implicit_listen`, when there are any.
+    pub async fn bind_or_adopt(
+        config: Config,
+        auth: AuthChain,
+        config_path: Option<PathBuf>,
+        activated: Option<Vec<systemd::Activated>>,
+    ) -> anyhow::Result<Server> {
         let live = Live::new(config, auth)?;
         let config = &live.config;
         crate::auth::password::set_memory_budget(config.limits.hashing_memory.bytes());
         let mut listeners = Vec::new();
-        let plain = config.server.listen.iter().map(|a| (a, false));
-        let implicit = config.tls.implicit_listen.iter().map(|a| (a, true));
-        for (addr, implicit_tls) in plain.chain(implicit) {
-            let listener =
-                TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-            listeners.push((listener, ListenerInfo { configured: *addr, implicit_tls }));
+        if let Some(activated) = activated {
+            for socket in activated {
+                let configured = socket.listener.local_addr()?;
+                let listener = TcpListener::from_std(socket.listener)?;
+                listeners.push((listener, ListenerInfo { configured, implicit_tls: socket.implicit_tls }));
+            }
+        } else {
+            let plain = config.server.listen.iter().map(|a| (a, false));
+            let implicit = config.tls.implicit_listen.iter().map(|a| (a, true));
+            for (addr, implicit_tls) in plain.chain(implicit) {
+                let listener =
+                    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+                listeners.push((listener, ListenerInfo { configured: *addr, implicit_tls }));
+            }
         }
         let xferlog = xferlog::TransferLog::start(&config.xferlog)?;
         let shared = Arc::new(Shared {
@@ -165,6 +190,7 @@ impl Server {
             registry: Arc::default(),
             throttle: Default::default(),
             quotas: Default::default(),
+            drain: Arc::default(),
             config_path,
             live: RwLock::new(Arc::new(live)),
         });
@@ -207,9 +233,10 @@ impl Server {
     }
 }
 
-/// Binds and serves until Ctrl-C / SIGTERM; SIGHUP reloads `config_path`.
-/// Runs the server until SIGTERM or Ctrl-C. `services` starts what runs
-/// beside the FTP listeners on the same state (the web admin), once bound.
+/// Binds (or adopts the sockets of socket activation) and serves until
+/// SIGTERM or Ctrl-C, then drains; SIGHUP reloads `config_path`.
+/// `services` starts what runs beside the FTP listeners on the same state
+/// (the web admin), once bound.
 pub async fn run(
     config: Config,
     auth: AuthChain,
@@ -217,7 +244,11 @@ pub async fn run(
     services: impl FnOnce(&Arc<Shared>) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     sweep_stale_uploads(upload_roots(&config, &auth.module_names())).await;
-    let server = Server::bind_with_source(config, auth, config_path).await?;
+    let activated = systemd::activated_listeners()?;
+    if activated.is_some() {
+        tracing::info!("using the listening sockets of socket activation; server.listen is ignored");
+    }
+    let server = Server::bind_or_adopt(config, auth, config_path, activated).await?;
     services(&server.shared)?;
     for addr in server.local_addrs() {
         tracing::info!(%addr, "listening");
@@ -225,10 +256,33 @@ pub async fn run(
     for addr in server.implicit_tls_addrs() {
         tracing::info!(%addr, "listening (implicit TLS)");
     }
-    spawn_reload_on_hangup(server.shared());
+    let shared = server.shared();
+    spawn_reload_on_hangup(shared.clone());
+    systemd::notify(systemd::State::Ready, "serving");
     server.run_until(shutdown_signal()).await;
-    tracing::info!("shutting down");
+    drain(&shared).await;
+    shared.xferlog.sync(std::time::Duration::from_secs(5));
     Ok(())
+}
+
+/// After the listeners closed: waits for running transfers (bounded by
+/// `timeouts.drain`; a second signal cuts it short). Sessions learn of it at
+/// their next command; the idle rest close when the process exits.
+async fn drain(shared: &Shared) {
+    let limit = std::time::Duration::from_secs(shared.live().config.timeouts.drain);
+    let running = shared.drain.running_transfers();
+    tracing::info!(transfers = running, limit_secs = limit.as_secs(), "shutting down: draining transfers");
+    systemd::notify(systemd::State::Stopping, "draining transfers");
+    tokio::select! {
+        left = shared.drain.drain(limit) => {
+            if left > 0 {
+                tracing::warn!(transfers = left, "drain time over: cutting off running transfers");
+            } else {
+                tracing::info!("all transfers finished");
+            }
+        }
+        _ = shutdown_signal() => tracing::warn!("second signal: exiting without waiting for transfers"),
+    }
 }
 
 #[cfg(unix)]
@@ -244,9 +298,11 @@ fn spawn_reload_on_hangup(shared: Arc<Shared>) {
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
             shared.xferlog.reopen();
-            let shared = shared.clone();
+            systemd::notify(systemd::State::Reloading, "reloading the configuration");
+            let reloading = shared.clone();
             // Reading files and opening the user database block: off the workers.
-            let result = tokio::task::spawn_blocking(move || shared.reload()).await;
+            let result = tokio::task::spawn_blocking(move || reloading.reload()).await;
+            systemd::notify(systemd::State::Ready, "serving");
             match result {
                 Ok(Ok(())) => tracing::info!("configuration reloaded"),
                 Ok(Err(e)) => {

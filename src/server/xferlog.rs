@@ -122,6 +122,8 @@ fn json_string(out: &mut String, text: &str) {
 enum Message {
     Line(Box<Record>),
     Reopen,
+    /// Answered once every line queued before it is written.
+    Sync(mpsc::SyncSender<()>),
 }
 
 /// The sessions' end of the transfer log. Off (a no-op) when no path is
@@ -138,6 +140,7 @@ impl std::fmt::Debug for Message {
         f.write_str(match self {
             Message::Line(_) => "Line",
             Message::Reopen => "Reopen",
+            Message::Sync(_) => "Sync",
         })
     }
 }
@@ -176,6 +179,9 @@ impl TransferLog {
                                 sink.reopen();
                             }
                         }
+                        Message::Sync(done) => {
+                            let _ = done.send(());
+                        }
                     }
                 }
             })
@@ -201,6 +207,16 @@ impl TransferLog {
         if let Some(queue) = &self.queue {
             // Blocking is fine here: called from the signal task, not a session.
             let _ = queue.send(Message::Reopen);
+        }
+    }
+
+    /// Waits (at most `limit`, blocking the calling thread) until the lines
+    /// queued so far are written: before the process exits.
+    pub fn sync(&self, limit: Duration) {
+        let Some(queue) = &self.queue else { return };
+        let (done, written) = mpsc::sync_channel(1);
+        if queue.send(Message::Sync(done)).is_ok() {
+            let _ = written.recv_timeout(limit);
         }
     }
 

@@ -26,6 +26,9 @@ use crate::tls::{ServerStream, SessionTls};
 enum Stream {
     Plain(TcpStream),
     Tls(Box<ServerStream>),
+    /// A Unix-domain socket (inetd mode on a socketpair); never TLS.
+    #[cfg(unix)]
+    Unix(tokio::net::UnixStream),
     /// Lost in a failed TLS handshake.
     Gone,
 }
@@ -80,6 +83,22 @@ impl Control {
             eof: false,
             write_timeout,
         }
+    }
+
+    #[cfg(unix)]
+    pub fn new_unix(stream: tokio::net::UnixStream, write_timeout: Duration) -> Control {
+        Control {
+            stream: Stream::Unix(stream),
+            pending: Vec::new(),
+            discarding: false,
+            eof: false,
+            write_timeout,
+        }
+    }
+
+    /// Whether AUTH TLS can work here (not on a Unix-domain socket).
+    pub fn can_start_tls(&self) -> bool {
+        matches!(self.stream, Stream::Plain(_))
     }
 
     /// A control connection whose TLS handshake is done (implicit FTPS).
@@ -178,6 +197,8 @@ impl Control {
             match &self.stream {
                 Stream::Plain(tcp) => tcp.readable().await?,
                 Stream::Tls(tls) => tls.get_ref().0.readable().await?,
+                #[cfg(unix)]
+                Stream::Unix(unix) => unix.readable().await?,
                 Stream::Gone => return Ok(()),
             }
         }
@@ -201,6 +222,11 @@ impl Control {
                     tracing::debug!("client closed the TLS control connection without close_notify");
                     Ok(0)
                 }
+                other => other,
+            },
+            #[cfg(unix)]
+            Stream::Unix(unix) => match unix.try_read(&mut chunk) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
                 other => other,
             },
             Stream::Gone => Ok(0),
@@ -232,6 +258,8 @@ impl Control {
                     tls.write_all(wire.as_bytes()).await?;
                     tls.flush().await
                 }
+                #[cfg(unix)]
+                Stream::Unix(unix) => unix.write_all(wire.as_bytes()).await,
                 Stream::Gone => Err(io::Error::from(io::ErrorKind::NotConnected)),
             }
         };
@@ -247,6 +275,8 @@ impl Control {
             match &mut self.stream {
                 Stream::Plain(tcp) => tcp.shutdown().await,
                 Stream::Tls(tls) => tls.shutdown().await,
+                #[cfg(unix)]
+                Stream::Unix(unix) => unix.shutdown().await,
                 Stream::Gone => Ok(()),
             }
         };

@@ -54,17 +54,49 @@ pub async fn run(
         }
     };
     let _ = stream.set_nodelay(true);
-    let span = tracing::info_span!("session", %peer);
     let write_timeout = Duration::from_secs(shared.live().config.timeouts.data.max(1));
     let (control, tls) = if listener.implicit_tls {
         // Boxed: a handshake's state is large and lives only until it ends.
-        match Box::pin(security::implicit_handshake(stream, &shared)).instrument(span.clone()).await {
+        match Box::pin(security::implicit_handshake(stream, &shared))
+            .instrument(tracing::info_span!("session", %peer))
+            .await
+        {
             Some((stream, tls)) => (Control::new_tls(stream, write_timeout), Some(tls)),
             None => return,
         }
     } else {
         (Control::new(stream, write_timeout), None)
     };
+    serve_control(control, tls, peer, local, listener, shared, guard).await;
+}
+
+/// Serves one control connection over a Unix-domain socket (inetd mode on
+/// a socketpair): taken for a loopback client at `peer`, with passive data
+/// connections on `local`'s address. No TLS on such a connection.
+#[cfg(unix)]
+pub async fn run_unix(
+    stream: tokio::net::UnixStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    shared: Arc<Shared>,
+    guard: ConnectionGuard,
+) {
+    let write_timeout = Duration::from_secs(shared.live().config.timeouts.data.max(1));
+    let control = Control::new_unix(stream, write_timeout);
+    let listener = ListenerInfo { configured: local, implicit_tls: false };
+    serve_control(control, None, peer, local, listener, shared, guard).await;
+}
+
+async fn serve_control(
+    control: Control,
+    tls: Option<Box<TlsState>>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    listener: ListenerInfo,
+    shared: Arc<Shared>,
+    guard: ConnectionGuard,
+) {
+    let span = tracing::info_span!("session", %peer);
     let rate = rate::CommandRate::new(&shared.live().config.limits);
     // Only a server with the web admin keeps a registry of its sessions, so
     // idle clients pay nothing for a dashboard nobody looks at.
@@ -252,7 +284,7 @@ impl Session {
                         r.transfer_ended(t.command, t.progress.bytes());
                     }
                     let reply = Box::pin(self.finish_transfer(*t, done)).await;
-                    self.reply(reply).await
+                    self.reply(reply).await && !self.closed_for_shutdown().await
                 }
                 None => true,
             },
@@ -290,6 +322,18 @@ impl Session {
                 false
             }
         }
+    }
+
+    /// During a graceful shutdown, tells the client and returns true: the
+    /// session must end (commands are refused, logins above all).
+    async fn closed_for_shutdown(&mut self) -> bool {
+        if !self.shared.drain.is_draining() {
+            return false;
+        }
+        tracing::info!("closing for shutdown");
+        let _ =
+            self.control.send(&Reply::new(421, "Server shutting down, closing control connection.")).await;
+        true
     }
 
     /// Sends a reply; false if the connection is gone.
@@ -335,6 +379,9 @@ impl Session {
 
     /// Runs one command outside a transfer; false ends the session.
     async fn execute(&mut self, cmd: Command) -> bool {
+        if self.closed_for_shutdown().await {
+            return false;
+        }
         // Boxed: the handlers' futures are large and only live while a
         // command runs, so an idle session's task stays small.
         match Box::pin(self.dispatch(cmd)).await {

@@ -125,6 +125,9 @@ impl Session {
         if self.control.is_tls() {
             return Reply::new(503, "Already using TLS.").into();
         }
+        if !self.control.can_start_tls() {
+            return Reply::new(431, "TLS is not available on this connection.").into();
+        }
         if self.user.is_some() {
             return Reply::new(503, "AUTH must come before login.").into();
         }

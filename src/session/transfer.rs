@@ -53,6 +53,8 @@ pub(super) struct Transfer {
     pub size: Option<u64>,
     /// A new file counted by a quota: removed if the quota stops it.
     pub partial: Option<Partial>,
+    /// Counts the transfer for a graceful shutdown, which waits for it.
+    pub _drain: crate::server::drain::TransferToken,
 }
 
 /// A file an upload creates, to remove if the quota stops it midway.
@@ -347,6 +349,7 @@ impl Ctx<'_> {
             unique_name: None,
             size: None,
             partial: None,
+            _drain: self.shared.drain.transfer_started(),
         }
     }
 

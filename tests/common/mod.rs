@@ -406,7 +406,8 @@ impl Ftp {
         Ftp::over(connect_from(source, addr))
     }
 
-    fn over(stream: TcpStream) -> Ftp {
+    /// A client on an already connected stream; reads the first reply.
+    pub fn over(stream: TcpStream) -> Ftp {
         stream.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(REPLY_TIMEOUT)).unwrap();
         let _ = stream.set_nodelay(true);
