@@ -807,6 +807,18 @@ fn check(config: &mut Config, src: &Source<'_>) -> Result<(), ConfigError> {
     }
 
     check_xferlog(config, src, &mut problems);
+    if let Some(file) = &config.log.file {
+        let parent = userdb_parent(file);
+        if !parent.is_dir() {
+            problems.push(src.at_key(
+                "log.file",
+                &format!(
+                    "directory `{}` for the log does not exist\n = create it, or remove log.file to log to standard error",
+                    parent.display()
+                ),
+            ));
+        }
+    }
 
     if problems.is_empty() {
         Ok(())
@@ -1214,6 +1226,15 @@ mod tests {
         assert!(e.contains("max_clients, max_clients_per_ip"), "{e}");
         assert!(e.contains("did you mean `max_clients`?"), "{e}");
         assert!(e.contains(" 5 | max_client = 5"), "{e}");
+    }
+
+    #[test]
+    fn drain_time_and_log_file() {
+        let c = parse("[timeouts]\ndrain = 5\n").unwrap();
+        assert_eq!(c.timeouts.drain, 5);
+        assert_eq!(parse("").unwrap().timeouts.drain, 30);
+        let e = error("[log]\nfile = \"/nonexistent/ferroftpd/ferroftpd.log\"\n");
+        assert!(e.contains(":2:1: log.file") && e.contains("does not exist"), "{e}");
     }
 
     #[test]
