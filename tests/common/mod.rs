@@ -945,7 +945,12 @@ pub fn tree(root: &Path) -> Vec<(String, Option<Vec<u8>>)> {
 
 /// Current resident set size of this process, in bytes (Linux).
 pub fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    rss_of("self")
+}
+
+/// Resident memory of process `pid` (`"self"` for this one), in bytes.
+pub fn rss_of(pid: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
     for line in status.lines() {
         if let Some(rest) = line.strip_prefix("VmRSS:") {
             let kb: u64 = rest.trim().trim_end_matches("kB").trim().parse().expect("VmRSS number");
