@@ -256,11 +256,13 @@ fn socket_activation_and_readiness_notification() {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    // SAFETY: dup2 is async-signal-safe; it puts the listener at fd 3 (the
-    // first socket-activation descriptor), without close-on-exec.
+    // SAFETY: dup2 and fcntl are async-signal-safe; they put the listener
+    // at fd 3 (the first socket-activation descriptor) without
+    // close-on-exec (dup2 onto itself would keep the flag: cleared then).
     unsafe {
         command.pre_exec(move || {
-            if libc::dup2(fd, 3) < 0 {
+            let result = if fd == 3 { libc::fcntl(3, libc::F_SETFD, 0) } else { libc::dup2(fd, 3) };
+            if result < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
