@@ -135,6 +135,7 @@ pub const EXAMPLES: &[(&str, &str, &str)] = &[
     ("transfer", "a table (section)", "[transfer]"),
     ("transfer.send_buffer", "a whole number of bytes", "send_buffer = 262144"),
     ("transfer.receive_buffer", "a whole number of bytes", "receive_buffer = 262144"),
+    ("transfer.fsync", "true or false", "fsync = true"),
     ("auth", "a table (section)", "[auth]"),
     ("auth.chain", "an array of module names", r#"chain = ["anonymous", "userdb"]"#),
     ("anonymous", "a table (section)", "[anonymous]"),

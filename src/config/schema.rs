@@ -159,11 +159,14 @@ pub struct TransferConfig {
     pub send_buffer: usize,
     /// Buffer size for uploads, in bytes (pyftpd's `rbufsize`).
     pub receive_buffer: usize,
+    /// Flush each upload (and its directory entry) to the disk before its
+    /// 226, so an acknowledged upload survives the machine dying.
+    pub fsync: bool,
 }
 
 impl Default for TransferConfig {
     fn default() -> Self {
-        TransferConfig { send_buffer: 256 * 1024, receive_buffer: 256 * 1024 }
+        TransferConfig { send_buffer: 256 * 1024, receive_buffer: 256 * 1024, fsync: true }
     }
 }
 

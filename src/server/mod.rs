@@ -119,6 +119,7 @@ impl Shared {
         let auth = crate::auth::build_chain(&config)?;
         let live = Arc::new(Live::new(config, auth)?);
         crate::auth::password::set_memory_budget(live.config.limits.hashing_memory.bytes());
+        crate::vfs::local::set_durable_commits(live.config.transfer.fsync);
         self.passive.set_range(live.config.passive.port_range);
         match self.live.write() {
             Ok(mut guard) => *guard = live,
@@ -149,6 +150,7 @@ impl Server {
         let live = Live::new(config, auth)?;
         let config = &live.config;
         crate::auth::password::set_memory_budget(config.limits.hashing_memory.bytes());
+        crate::vfs::local::set_durable_commits(config.transfer.fsync);
         let mut listeners = Vec::new();
         let plain = config.server.listen.iter().map(|a| (a, false));
         let implicit = config.tls.implicit_listen.iter().map(|a| (a, true));
