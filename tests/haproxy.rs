@@ -416,6 +416,7 @@ fn a_download_resumes_on_the_other_node_after_kill_9() {
     a.expect("RETR big.bin", 150);
     let mut got = vec![0u8; RATE / 2];
     data.read_exact(&mut got).unwrap();
+    let killed = std::time::Instant::now();
     cluster.nodes[0].kill();
     read_until_broken(&mut data, &mut got);
     assert!(got.len() < content.len(), "the download ended before the kill; raise its size");
@@ -424,6 +425,7 @@ fn a_download_resumes_on_the_other_node_after_kill_9() {
     // Reconnect through HAProxy: node A is gone, node B answers.
     let mut b = cluster.connect_from(CLIENT);
     assert!(b.greeting.text().contains("node-b"), "{}", b.greeting);
+    eprintln!("greeted by the other node {:?} after the kill", killed.elapsed());
     b.login(USER, PASSWORD);
     b.expect("TYPE I", 200);
     b.expect(&format!("REST {}", got.len()), 350);
@@ -472,6 +474,15 @@ fn an_acknowledged_upload_survives_its_node_being_killed() {
     cluster.nodes[0].kill();
 
     assert!(std::fs::read(cluster.root.join("acked.bin")).unwrap() == content);
+    // Every new client now gets node B, including those HAProxy first
+    // sends to the dead node (redispatched after its connect fails).
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let mut ftp = cluster.connect_from(CLIENT);
+        assert!(ftp.greeting.text().contains("node-b"), "{}", ftp.greeting);
+        eprintln!("greeted by the surviving node in {:?}", started.elapsed());
+        ftp.cmd("QUIT");
+    }
     let mut b = cluster.connect_from(CLIENT);
     assert!(b.greeting.text().contains("node-b"), "{}", b.greeting);
     b.login(USER, PASSWORD);
