@@ -60,26 +60,41 @@ fn haproxy_program() -> Option<PathBuf> {
 struct Haproxy {
     child: Child,
     addr: SocketAddr,
+    /// The implicit-TLS frontend (when the nodes have one).
+    tls_addr: SocketAddr,
     log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Haproxy {
-    fn start(program: &Path, dir: &Path, nodes: &[SocketAddr]) -> Haproxy {
+    /// Relays a frontend to `nodes`, and when `tls_nodes` is not empty a
+    /// second one to their implicit-TLS listeners.
+    fn start(program: &Path, dir: &Path, nodes: &[SocketAddr], tls_nodes: &[SocketAddr]) -> Haproxy {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
-        let servers: String = nodes
-            .iter()
-            .enumerate()
-            .map(|(i, node)| {
-                format!("    server node{i} {node} send-proxy-v2 check inter 300ms fall 2 rise 1\n")
-            })
-            .collect();
-        let config = format!(
+        let tls_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+        let servers = |nodes: &[SocketAddr]| -> String {
+            nodes
+                .iter()
+                .enumerate()
+                .map(|(i, node)| {
+                    format!("    server node{i} {node} send-proxy-v2 check inter 300ms fall 2 rise 1\n")
+                })
+                .collect()
+        };
+        let mut config = format!(
             "global\n    maxconn 200\n\
              defaults\n    mode tcp\n    timeout connect 500ms\n    timeout client 120s\n    \
              timeout server 120s\n    retries 3\n    option redispatch 1\n\
              frontend ftp\n    bind {addr}\n    default_backend nodes\n\
-             backend nodes\n    balance roundrobin\n{servers}"
+             backend nodes\n    balance roundrobin\n{}",
+            servers(nodes)
         );
+        if !tls_nodes.is_empty() {
+            config.push_str(&format!(
+                "frontend ftps\n    bind {tls_addr}\n    default_backend tls_nodes\n\
+                 backend tls_nodes\n    balance roundrobin\n{}",
+                servers(tls_nodes)
+            ));
+        }
         let path = dir.join("haproxy.cfg");
         std::fs::write(&path, config).unwrap();
         let mut child = Command::new(program)
@@ -99,7 +114,7 @@ impl Haproxy {
             let _ = stderr.read_to_string(&mut text);
             sink.lock().unwrap().extend(text.lines().map(String::from));
         });
-        let haproxy = Haproxy { child, addr, log };
+        let haproxy = Haproxy { child, addr, tls_addr, log };
         // Ready when a client gets a greeting through it.
         let ready = wait_until(Duration::from_secs(30), || {
             try_connect_from(PROBE, addr).is_some_and(|s| {
@@ -152,8 +167,24 @@ impl Cluster {
     /// `None` when HAProxy is missing outside CI. `extra` is appended to
     /// each node's configuration.
     fn start(extra: &str) -> Option<Cluster> {
+        Cluster::start_with(extra, false)
+    }
+
+    /// With `implicit_tls`, each node also has an implicit-TLS listener
+    /// (behind HAProxy's second frontend) and a certificate in `cert.pem`.
+    fn start_with(extra: &str, implicit_tls: bool) -> Option<Cluster> {
         let program = haproxy_program()?;
         let dir = tempfile::tempdir().unwrap();
+        let tls = if implicit_tls {
+            let (cert, key) = common::tls::write_certificate(dir.path());
+            format!(
+                "[tls]\ncertificate = \"{}\"\nkey = \"{}\"\nimplicit_listen = [\"127.0.0.1:0\"]\n",
+                cert.display(),
+                key.display()
+            )
+        } else {
+            String::new()
+        };
         let root = dir.path().join("shared");
         std::fs::create_dir(&root).unwrap();
         let store = SqliteUserStore::open(dir.path().join("users.db")).unwrap();
@@ -173,7 +204,7 @@ impl Cluster {
                      [limits]\nfailed_login_delay_ms = 20\n\
                      [access]\ndeny = [\"{DENIED}\"]\n\
                      [xferlog]\npath = \"{}\"\n\
-                     [proxy_protocol]\ntrusted = [\"127.0.0.1/32\"]\nrequired = true\nheader_timeout = 1\n{extra}",
+                     [proxy_protocol]\ntrusted = [\"127.0.0.1/32\"]\nrequired = true\nheader_timeout = 1\n{tls}{extra}",
                     range[0],
                     range[1],
                     dir.path().join(format!("xferlog-{name}")).display(),
@@ -184,7 +215,12 @@ impl Cluster {
             ranges.push(range);
         }
         let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
-        let haproxy = Haproxy::start(&program, dir.path(), &addrs);
+        let tls_addrs: Vec<SocketAddr> = if implicit_tls {
+            nodes.iter().map(|n| n.log_value("listening (implicit TLS) addr=").parse().unwrap()).collect()
+        } else {
+            Vec::new()
+        };
+        let haproxy = Haproxy::start(&program, dir.path(), &addrs, &tls_addrs);
         Some(Cluster { dir, root, nodes, ranges, haproxy })
     }
 
@@ -512,4 +548,32 @@ fn curl_through_haproxy() {
     assert!(std::fs::read(&back).unwrap() == content);
     assert!(std::fs::read(cluster.root.join("curl.bin")).unwrap() == content);
     assert!(cluster.logs().contains(&format!("peer={CLIENT}:")), "{}", cluster.logs());
+}
+
+#[test]
+fn implicit_tls_through_haproxy() {
+    let Some(cluster) = Cluster::start_with("", true) else { return };
+    let config = common::tls::client_config(&cluster.dir.path().join("cert.pem"));
+    let content = random_bytes(512 * 1024 + 9, 6);
+    // The node reads the PROXY header and leaves what follows (the
+    // ClientHello, in the same segment or the next) for the handshake.
+    // Twice, so both nodes answer.
+    for name in ["tls-a.bin", "tls-b.bin"] {
+        let mut ftp = common::tls::TlsFtp::implicit(cluster.haproxy.tls_addr, &config);
+        ftp.login(USER, PASSWORD);
+        ftp.protect_data();
+        ftp.expect("TYPE I", 200);
+        let reply = ftp.upload(&format!("STOR {name}"), &content);
+        assert_eq!(reply.code, 226, "{reply}");
+        assert!(ftp.download(&format!("RETR {name}")) == content);
+    }
+    let log = cluster.logs();
+    assert!(!log.contains("handshake failed"), "{log}");
+    for index in [0, 1] {
+        assert!(
+            cluster.node_log(index).contains("STOR"),
+            "node {index} served no upload:\n{}",
+            cluster.logs()
+        );
+    }
 }

@@ -431,7 +431,8 @@ mod tests {
         let parsed = read_header(&mut server, Duration::from_secs(5)).await.unwrap();
         assert_eq!(parsed.origin, client_at("127.0.0.2:40000"));
         let mut rest = [0u8; 7];
-        server.read_exact(&mut rest).await.unwrap();
+        let read = tokio::time::timeout(Duration::from_secs(5), server.read_exact(&mut rest)).await;
+        read.expect("the bytes after the header were consumed").unwrap();
         assert_eq!(&rest, b"\x16\x03\x01rest", "the bytes after the header stay for TLS");
     }
 
@@ -450,7 +451,8 @@ mod tests {
         assert_eq!(parsed.origin, client_at("127.0.0.2:40000"));
         let _client = writer.await.unwrap();
         let mut rest = [0u8; 8];
-        server.read_exact(&mut rest).await.unwrap();
+        let read = tokio::time::timeout(Duration::from_secs(5), server.read_exact(&mut rest)).await;
+        read.expect("the bytes after the header were consumed").unwrap();
         assert_eq!(&rest, b"USER x\r\n");
     }
 
