@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -135,6 +136,7 @@ pub const EXAMPLES: &[(&str, &str, &str)] = &[
     ("transfer", "a table (section)", "[transfer]"),
     ("transfer.send_buffer", "a whole number of bytes", "send_buffer = 262144"),
     ("transfer.receive_buffer", "a whole number of bytes", "receive_buffer = 262144"),
+    ("transfer.fsync", "true or false", "fsync = true"),
     ("auth", "a table (section)", "[auth]"),
     ("auth.chain", "an array of module names", r#"chain = ["anonymous", "userdb"]"#),
     ("anonymous", "a table (section)", "[anonymous]"),
@@ -253,6 +255,19 @@ pub const EXAMPLES: &[(&str, &str, &str)] = &[
         r#"json_path = "/var/log/ferroftpd/transfers.jsonl""#,
     ),
     ("xferlog.queue", "a whole number of lines (at least 1)", "queue = 4096"),
+    ("proxy_protocol", "a table (section)", "[proxy_protocol]"),
+    (
+        "proxy_protocol.trusted",
+        "an array of address or network strings (the load balancers)",
+        r#"trusted = ["10.0.0.0/8"]"#,
+    ),
+    (
+        "proxy_protocol.listen",
+        "an array of \"address:port\" strings from server.listen or tls.implicit_listen",
+        r#"listen = ["0.0.0.0:2121"]"#,
+    ),
+    ("proxy_protocol.required", "true or false", "required = true"),
+    ("proxy_protocol.header_timeout", "a whole number of seconds (at least 1)", "header_timeout = 5"),
 ];
 
 fn example_for(key: &str) -> Option<(&'static str, &'static str)> {
@@ -819,11 +834,43 @@ fn check(config: &mut Config, src: &Source<'_>) -> Result<(), ConfigError> {
             ));
         }
     }
+    check_proxy_protocol(config, src, &mut problems);
 
     if problems.is_empty() {
         Ok(())
     } else {
         Err(ConfigError(problems.join("\n\n")))
+    }
+}
+
+/// `[proxy_protocol]`: listeners it names exist, `required` has someone
+/// to admit, the header has time to arrive.
+fn check_proxy_protocol(config: &Config, src: &Source<'_>, problems: &mut Vec<String>) {
+    let pp = &config.proxy_protocol;
+    if pp.required && pp.trusted.is_empty() {
+        problems.push(src.at_key(
+            "proxy_protocol.required",
+            "no trusted source: every connection would be refused\n \
+             = name the load balancers, for example: trusted = [\"10.0.0.0/8\"]",
+        ));
+    }
+    if pp.header_timeout == 0 {
+        problems.push(src.at_key(
+            "proxy_protocol.header_timeout",
+            "0 seconds leaves no time for the header\n = write, for example: header_timeout = 5",
+        ));
+    }
+    let listeners: Vec<&SocketAddr> =
+        config.server.listen.iter().chain(config.tls.implicit_listen.iter()).collect();
+    for (i, addr) in pp.listen.iter().enumerate() {
+        if !listeners.contains(&addr) {
+            let names: Vec<String> = listeners.iter().map(|a| format!("\"{a}\"")).collect();
+            problems.push(src.at_item(
+                "proxy_protocol.listen",
+                i,
+                &format!("{addr} is not a control listener\n = name one of: {}", names.join(", ")),
+            ));
+        }
     }
 }
 
@@ -1288,6 +1335,25 @@ mod tests {
         assert!(e.contains("ferroftpd.toml:2:"), "{e}");
         let e = error("[[bandwidth.group]]\nname = \"staff\"\n[[bandwidth.group]]\nname = \"staff\"\n");
         assert!(e.contains("group `staff` has limits twice"), "{e}");
+    }
+
+    #[test]
+    fn proxy_protocol_settings_are_checked() {
+        let ok = parse(
+            "[server]\nlisten = [\"127.0.0.1:2121\"]\n[proxy_protocol]\n\
+             trusted = [\"10.0.0.0/8\", \"192.0.2.7\"]\nlisten = [\"127.0.0.1:2121\"]\nrequired = true\n",
+        )
+        .unwrap();
+        assert_eq!(ok.proxy_protocol.trusted.len(), 2);
+        assert_eq!(ok.proxy_protocol.header_timeout, 5);
+        let e = error("[proxy_protocol]\nrequired = true\n");
+        assert!(e.contains("ferroftpd.toml:2:1: proxy_protocol.required: no trusted source"), "{e}");
+        let e = error("[proxy_protocol]\ntrusted = [\"10.0.0.0/8\"]\nheader_timeout = 0\n");
+        assert!(e.contains(":3:1: proxy_protocol.header_timeout"), "{e}");
+        let e = error("[proxy_protocol]\ntrusted = [\"10.0.0.0/8\"]\nlisten = [\"127.0.0.1:9999\"]\n");
+        assert!(e.contains("127.0.0.1:9999 is not a control listener"), "{e}");
+        let e = error("[proxy_protocol]\ntrusted = [\"10.0.0.0/33\"]\n");
+        assert!(e.contains("ferroftpd.toml:2:"), "{e}");
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub struct Config {
     /// The web admin; off unless the section is present.
     pub admin: Option<AdminConfig>,
     pub xferlog: XferlogConfig,
+    pub proxy_protocol: ProxyProtocolConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -161,11 +162,14 @@ pub struct TransferConfig {
     pub send_buffer: usize,
     /// Buffer size for uploads, in bytes (pyftpd's `rbufsize`).
     pub receive_buffer: usize,
+    /// Flush each upload (and its directory entry) to the disk before its
+    /// 226, so an acknowledged upload survives the machine dying.
+    pub fsync: bool,
 }
 
 impl Default for TransferConfig {
     fn default() -> Self {
-        TransferConfig { send_buffer: 256 * 1024, receive_buffer: 256 * 1024 }
+        TransferConfig { send_buffer: 256 * 1024, receive_buffer: 256 * 1024, fsync: true }
     }
 }
 
@@ -487,6 +491,30 @@ pub struct AccessConfig {
     pub allow: Vec<Cidr>,
     /// Addresses and networks that may not.
     pub deny: Vec<Cidr>,
+}
+
+/// The PROXY protocol from a load balancer (see `server::proxy_protocol`):
+/// off while `trusted` is empty.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyProtocolConfig {
+    /// Sources (the balancers) that must start each connection with a
+    /// PROXY v1 or v2 header naming the client.
+    pub trusted: Vec<Cidr>,
+    /// Control listeners (from `server.listen` or `tls.implicit_listen`)
+    /// that accept headers; empty: all of them.
+    pub listen: Vec<SocketAddr>,
+    /// Refuse connections from other sources on those listeners (only the
+    /// balancer may connect).
+    pub required: bool,
+    /// Seconds a trusted source has to send its header.
+    pub header_timeout: u64,
+}
+
+impl Default for ProxyProtocolConfig {
+    fn default() -> Self {
+        ProxyProtocolConfig { trusted: Vec::new(), listen: Vec::new(), required: false, header_timeout: 5 }
+    }
 }
 
 /// The transfer log (see `server::xferlog`): off unless a path is given.

@@ -10,6 +10,7 @@ pub mod drain;
 pub mod inetd;
 pub mod limits;
 pub mod memory;
+pub mod proxy_protocol;
 pub mod registry;
 pub mod systemd;
 pub mod xferlog;
@@ -123,6 +124,7 @@ impl Shared {
         let auth = crate::auth::build_chain(&config)?;
         let live = Arc::new(Live::new(config, auth)?);
         crate::auth::password::set_memory_budget(live.config.limits.hashing_memory.bytes());
+        crate::vfs::local::set_durable_commits(live.config.transfer.fsync);
         self.passive.set_range(live.config.passive.port_range);
         match self.live.write() {
             Ok(mut guard) => *guard = live,
@@ -165,6 +167,7 @@ impl Server {
         let live = Live::new(config, auth)?;
         let config = &live.config;
         crate::auth::password::set_memory_budget(config.limits.hashing_memory.bytes());
+        crate::vfs::local::set_durable_commits(config.transfer.fsync);
         let mut listeners = Vec::new();
         if let Some(activated) = activated {
             for socket in activated {
@@ -392,7 +395,7 @@ async fn accept_loop(
             accepted = listener.accept() => accepted,
             _ = stop.changed() => return,
         };
-        let (mut stream, peer) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(pair) => pair,
             Err(e) => {
                 // Out of file descriptors and similar: back off instead of spinning.
@@ -402,38 +405,100 @@ async fn accept_loop(
             }
         };
         let live = shared.live();
-        if !access::admitted(peer.ip(), &live.config.access) {
-            tracing::warn!(%peer, "connection refused: address denied by [access] rules");
-            access::refuse(stream, info.implicit_tls);
-            continue;
-        }
-        if let Some(left) = shared.bans.banned(peer.ip(), &live.config.ban) {
-            ban::refuse(stream, peer, left, info.implicit_tls);
-            continue;
-        }
-        match shared.limits.admit(peer.ip(), &live.config.limits) {
-            Admission::Admitted(guard) => {
+        match proxy_protocol::expect(&live.config.proxy_protocol, info.configured, peer.ip()) {
+            proxy_protocol::Expect::Plain => admit(stream, peer, info, &shared),
+            proxy_protocol::Expect::Header => {
+                // Read beside the loop: a slow balancer must not hold up
+                // other clients' accepts.
+                let within = std::time::Duration::from_secs(live.config.proxy_protocol.header_timeout.max(1));
                 let shared = shared.clone();
                 tokio::spawn(async move {
-                    crate::session::run(stream, peer, info, shared, guard).await;
+                    let mut stream = stream;
+                    if let Some(client) = read_proxy_header(&mut stream, peer, within).await {
+                        admit(stream, client, info, &shared);
+                    }
                 });
             }
-            Admission::Refused(reason) if info.implicit_tls => {
-                // No TLS yet, so no reply the client could read: just close.
-                tracing::warn!(%peer, reason, "connection refused (implicit TLS)");
+            proxy_protocol::Expect::Refuse => {
+                // Nothing written: whoever reached a node directly instead of
+                // through the balancer gets no FTP reply to work with.
+                tracing::warn!(%peer, "connection refused: not from a trusted PROXY protocol source");
                 drop(stream);
             }
-            Admission::Refused(reason) => {
-                tracing::warn!(%peer, reason, "connection refused");
-                tokio::spawn(async move {
-                    let reply = format!("421 {reason}, try again later.\r\n");
-                    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-                        let _ = stream.write_all(reply.as_bytes()).await;
-                        let _ = stream.shutdown().await;
-                    })
-                    .await;
-                });
+        }
+    }
+}
+
+/// Reads the PROXY header a trusted balancer sends first; the client's
+/// address, or `None` when the connection is to be closed (a health check,
+/// or no valid header in time).
+async fn read_proxy_header(
+    stream: &mut tokio::net::TcpStream,
+    balancer: SocketAddr,
+    within: std::time::Duration,
+) -> Option<SocketAddr> {
+    match proxy_protocol::read_header(stream, within).await {
+        Ok(parsed) => match parsed.origin {
+            proxy_protocol::Origin::Client(client) => {
+                tracing::debug!(%client, %balancer, "PROXY header");
+                Some(client)
             }
+            // The specification: use the connection's own endpoints.
+            proxy_protocol::Origin::Unknown => Some(balancer),
+            proxy_protocol::Origin::Local => {
+                // A health check: no session, no log line per check.
+                tracing::debug!(%balancer, "PROXY LOCAL (health check): closing");
+                None
+            }
+        },
+        Err(proxy_protocol::ReadError::Closed) => {
+            // A plain TCP health check connects and closes.
+            tracing::debug!(%balancer, "closed before a PROXY header");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(%balancer, error = %e, "connection closed: no valid PROXY header from a trusted source");
+            None
+        }
+    }
+}
+
+/// Admission at connect, for the client's address (the balancer's client
+/// behind a PROXY header): address rules, bans and connection limits are
+/// checked before any session state exists; then the session runs.
+fn admit(mut stream: tokio::net::TcpStream, peer: SocketAddr, info: ListenerInfo, shared: &Arc<Shared>) {
+    let live = shared.live();
+    if !access::admitted(peer.ip(), &live.config.access) {
+        tracing::warn!(%peer, "connection refused: address denied by [access] rules");
+        access::refuse(stream, info.implicit_tls);
+        return;
+    }
+    if let Some(left) = shared.bans.banned(peer.ip(), &live.config.ban) {
+        ban::refuse(stream, peer, left, info.implicit_tls);
+        return;
+    }
+    match shared.limits.admit(peer.ip(), &live.config.limits) {
+        Admission::Admitted(guard) => {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                crate::session::run(stream, peer, info, shared, guard).await;
+            });
+        }
+        Admission::Refused(reason) if info.implicit_tls => {
+            // No TLS yet, so no reply the client could read: just close.
+            tracing::warn!(%peer, reason, "connection refused (implicit TLS)");
+            drop(stream);
+        }
+        Admission::Refused(reason) => {
+            tracing::warn!(%peer, reason, "connection refused");
+            tokio::spawn(async move {
+                let reply = format!("421 {reason}, try again later.\r\n");
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+                    let _ = stream.write_all(reply.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                })
+                .await;
+            });
         }
     }
 }

@@ -17,10 +17,18 @@
 //! it on commit, so the old content stays intact until the new one is
 //! complete. Names with that prefix are hidden from listings and refused as
 //! paths, and [`remove_stale_uploads`] sweeps leftovers at start-up.
+//!
+//! A committed upload is durable (`transfer.fsync`, on by default): its data
+//! is flushed to the disk and so is its directory entry (after the rename of
+//! a replacement, or the creation of a new file) before commit returns, so
+//! the 226 a client gets survives the machine dying, not only the process.
+//! A client told 226 may delete its copy; behind a load balancer it may
+//! never talk to this node again.
 
 use std::io::{self, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
@@ -51,6 +59,16 @@ const STALE_UPLOAD_AGE: Duration = Duration::from_secs(60);
 /// How deep [`remove_stale_uploads`] descends, so a symlink loop inside the
 /// root cannot keep it busy.
 const STALE_SWEEP_MAX_DEPTH: usize = 32;
+
+/// `transfer.fsync`: set from the configuration in force (at start and on
+/// reload), read at each commit, so trees shared between sessions follow it.
+static DURABLE_COMMITS: AtomicBool = AtomicBool::new(true);
+
+/// Whether committed uploads are flushed to the disk (with their directory
+/// entries) before the commit returns.
+pub fn set_durable_commits(on: bool) {
+    DURABLE_COMMITS.store(on, Ordering::Relaxed);
+}
 
 /// The local file-system backend: one open directory handle per storage.
 #[derive(Debug)]
@@ -156,8 +174,12 @@ impl Storage for LocalStorage {
         }
         let p = rel_path(path)?;
         let name = path.to_string();
+        let parent = p.parent().map(Path::to_path_buf).unwrap_or_default();
         let (file, pending) = self.run(move |dir| open_upload(dir, &p, &name, mode)).await?;
-        Ok(Box::new(LocalUpload { file: tokio::fs::File::from_std(file), pending }))
+        // The directory whose entry must reach the disk for a file written
+        // in place (a new one); a replacement syncs its own directory.
+        let entry_dir = pending.is_none().then(|| (Arc::clone(&self.dir), parent));
+        Ok(Box::new(LocalUpload { file: tokio::fs::File::from_std(file), pending, entry_dir }))
     }
 
     async fn make_dir(&self, path: &str) -> Result<(), StorageError> {
@@ -421,6 +443,9 @@ struct Pending {
 struct LocalUpload {
     file: tokio::fs::File,
     pending: Option<Pending>,
+    /// For a file written in place: the root and the file's directory below
+    /// it, synced on commit so a new file's name is durable too.
+    entry_dir: Option<(Arc<Dir>, PathBuf)>,
 }
 
 impl AsyncWrite for LocalUpload {
@@ -453,17 +478,52 @@ impl AsyncWrite for LocalUpload {
 impl Upload for LocalUpload {
     async fn commit(mut self: Box<Self>) -> Result<u64, StorageError> {
         self.file.flush().await?;
+        let durable = DURABLE_COMMITS.load(Ordering::Relaxed);
         if let Some(pending) = &self.pending {
             // On disk before the rename, so a crash leaves the old file or
-            // the complete new one, never a truncated one.
+            // the complete new one, never a truncated one (even without
+            // `transfer.fsync`: that only decides whether 226 waits for the
+            // rename to be durable too).
             self.file.sync_data().await?;
             let (temp, target) = (pending.temp.clone(), pending.target.clone());
             let dir = Arc::clone(&pending.parent);
-            blocking(move || Ok(dir.rename(&temp, &dir, &target)?)).await?;
+            blocking(move || {
+                dir.rename(&temp, &dir, &target)?;
+                if durable {
+                    sync_dir(&dir)?;
+                }
+                Ok(())
+            })
+            .await?;
             self.pending = None;
+        } else if durable {
+            self.file.sync_data().await?;
+            if let Some((root, parent)) = self.entry_dir.take() {
+                blocking(move || {
+                    if parent.as_os_str().is_empty() {
+                        sync_dir(&root)
+                    } else {
+                        sync_dir(&root.open_dir(&parent)?)
+                    }
+                })
+                .await?;
+            }
         }
         Ok(self.file.metadata().await?.len())
     }
+}
+
+/// Flushes a directory's entries (a rename or a new name in it) to the
+/// disk. Unix only: elsewhere directories cannot be opened for syncing, and
+/// the file system journals names itself (NTFS).
+fn sync_dir(dir: &Dir) -> Result<(), StorageError> {
+    // Opened anew for reading: cap-std's own handle may be an O_PATH one,
+    // which cannot be synced.
+    #[cfg(unix)]
+    dir.open_with(".", OpenOptions::new().read(true))?.into_std().sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 impl Drop for LocalUpload {
@@ -751,6 +811,25 @@ mod tests {
         assert_eq!(storage.rename("", "x").await.unwrap_err().kind, StorageErrorKind::PermissionDenied);
         assert_eq!(failure(storage.write("", WriteMode::Replace).await).kind, StorageErrorKind::IsADirectory);
         assert_eq!(storage.make_dir("").await.unwrap_err().kind, StorageErrorKind::AlreadyExists);
+    }
+
+    /// With `transfer.fsync` (the default) every kind of commit syncs the
+    /// file and its directory: new files at the root and below, replacements.
+    #[tokio::test]
+    async fn durable_commits() {
+        let (tmp, storage) = setup();
+        storage.make_dir("d").await.unwrap();
+        for (path, mode) in [
+            ("f", WriteMode::Replace),
+            ("d/f", WriteMode::Replace),
+            ("d/f", WriteMode::Replace),
+            ("d/g", WriteMode::CreateNew),
+            ("d/g", WriteMode::Append),
+            ("d/h", WriteMode::At(0)),
+        ] {
+            upload(&storage, path, mode, b"abc").await.unwrap_or_else(|e| panic!("{path} {mode:?}: {e}"));
+        }
+        assert_eq!(std::fs::read(tmp.path().join("d/g")).unwrap(), b"abcabc");
     }
 
     #[tokio::test]

@@ -418,6 +418,18 @@ impl Ftp {
         ftp
     }
 
+    /// Over a connected stream: the first reply, or `None` if the server
+    /// (or a balancer in front of it) closed the connection first.
+    pub fn try_over(stream: TcpStream) -> Option<Ftp> {
+        stream.set_write_timeout(Some(REPLY_TIMEOUT)).ok()?;
+        let _ = stream.set_nodelay(true);
+        let writer = stream.try_clone().ok()?;
+        let mut ftp =
+            Ftp { reader: BufReader::new(stream), writer, greeting: Reply { code: 0, lines: Vec::new() } };
+        ftp.greeting = ftp.try_read_reply().ok()??;
+        Some(ftp)
+    }
+
     pub fn set_read_timeout(&mut self, timeout: Duration) {
         self.writer.set_read_timeout(Some(timeout)).unwrap();
     }
@@ -734,6 +746,20 @@ pub fn free_passive_port() -> u16 {
         .map(|i| 20_000 + (start - 20_000 + i) % 12_000)
         .find(|&p| TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok())
         .expect("a free port between 20000 and 32000")
+}
+
+/// `len` consecutive free ports below Linux's ephemeral range (see
+/// [`free_passive_port`]), for a passive range of several ports; `after`
+/// skips ranges starting at or below it, so two ranges found one after the
+/// other do not overlap.
+pub fn free_passive_range(len: u16, after: u16) -> [u16; 2] {
+    let start = 20_000 + ((std::process::id() % 1_000) as u16) * 10;
+    (0..1_200u16)
+        .map(|i| 20_000 + (start - 20_000 + i * 10) % 12_000)
+        .filter(|&first| first > after)
+        .find(|&first| (first..first + len).all(|p| TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok()))
+        .map(|first| [first, first + len - 1])
+        .expect("free ports between 20000 and 32000")
 }
 
 /// Connects a data connection to a passive address (must be 127.0.0.1).
