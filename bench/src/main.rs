@@ -63,6 +63,10 @@ struct Cli {
     /// Use this ferroftpd binary instead of building it.
     #[arg(long, value_name = "PATH")]
     ferroftpd: Option<PathBuf>,
+    /// Run ferroftpd with its Prometheus endpoint on (`[metrics]`), to
+    /// measure what it costs.
+    #[arg(long)]
+    metrics: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -534,6 +538,7 @@ async fn run(cli: Cli) -> Result<bool> {
         ferroftpd_bin,
         phc,
         listing_entries: plan.listing_entries,
+        ferroftpd_metrics: cli.metrics,
     };
 
     // Peers: installed if missing (full mode), skipped if missing (smoke).

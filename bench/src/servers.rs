@@ -61,6 +61,8 @@ pub struct Env {
     /// argon2id hash of [`PASSWORD`] with ferroftpd's parameters.
     pub phc: String,
     pub listing_entries: usize,
+    /// ferroftpd with `[metrics]` on.
+    pub ferroftpd_metrics: bool,
 }
 
 /// Runs a command to completion, failing with its output if it fails.
@@ -337,9 +339,12 @@ fn command(kind: Kind, env: &Env, dir: &Path, port: u16, tls: Option<&TlsFiles>)
     Ok(match kind {
         Kind::Ferroftpd => {
             let conf = dir.join("ferroftpd.toml");
-            let tls_section = tls.map_or(String::new(), |t| {
+            let mut extra = tls.map_or(String::new(), |t| {
                 format!("\n[tls]\ncertificate = \"{}\"\nkey = \"{}\"\n", t.cert.display(), t.key.display())
             });
+            if env.ferroftpd_metrics {
+                extra.push_str("\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
+            }
             fs::write(
                 &conf,
                 format!(
@@ -351,7 +356,7 @@ fn command(kind: Kind, env: &Env, dir: &Path, port: u16, tls: Option<&TlsFiles>)
                      [auth]\nchain = [\"anonymous\", \"userdb\"]\n\n\
                      [anonymous]\nroot = \"{}\"\n\n\
                      [userdb]\npath = \"{}\"\n\n\
-                     [log]\nlevel = \"warn\"\n{tls_section}",
+                     [log]\nlevel = \"warn\"\n{extra}",
                     anon.display(),
                     dir.join("users.db").display()
                 ),

@@ -268,6 +268,9 @@ pub const EXAMPLES: &[(&str, &str, &str)] = &[
     ),
     ("proxy_protocol.required", "true or false", "required = true"),
     ("proxy_protocol.header_timeout", "a whole number of seconds (at least 1)", "header_timeout = 5"),
+    ("metrics", "a table (section)", "[metrics]"),
+    ("metrics.listen", "an address string", r#"listen = "127.0.0.1:9121""#),
+    ("metrics.allow_remote", "true or false", "allow_remote = false"),
 ];
 
 fn example_for(key: &str) -> Option<(&'static str, &'static str)> {
@@ -835,6 +838,7 @@ fn check(config: &mut Config, src: &Source<'_>) -> Result<(), ConfigError> {
         }
     }
     check_proxy_protocol(config, src, &mut problems);
+    check_metrics(config, src, &mut problems);
 
     if problems.is_empty() {
         Ok(())
@@ -904,6 +908,38 @@ fn check_admin(config: &Config, src: &Source<'_>, problems: &mut Vec<String>) {
         problems.push(src.at_key(
             "admin.session_minutes",
             "0 would log every admin out at once\n = write, for example: session_minutes = 60",
+        ));
+    }
+}
+
+/// The `[metrics]` section, when present: loopback unless allowed, and not
+/// an address another listener of this server takes.
+fn check_metrics(config: &Config, src: &Source<'_>, problems: &mut Vec<String>) {
+    let Some(metrics) = &config.metrics else { return };
+    if !metrics.listen.ip().is_loopback() && !metrics.allow_remote {
+        problems.push(src.at_key(
+            "metrics.listen",
+            &format!(
+                "`{}` is reachable from other machines\n = listen on 127.0.0.1 (and let the scraper in \
+                 through a proxy or tunnel), or set allow_remote = true",
+                metrics.listen
+            ),
+        ));
+    }
+    let taken = config
+        .server
+        .listen
+        .iter()
+        .chain(&config.tls.implicit_listen)
+        .chain(config.admin.as_ref().map(|a| &a.listen))
+        .any(|addr| *addr == metrics.listen);
+    if metrics.listen.port() != 0 && taken {
+        problems.push(src.at_key(
+            "metrics.listen",
+            &format!(
+                "`{}` is already a listener of this server\n = write another port, for example: listen = \"127.0.0.1:9121\"",
+                metrics.listen
+            ),
         ));
     }
 }
@@ -1591,6 +1627,29 @@ mod tests {
         c.acl.rule.push(crate::config::RuleSpec { who: vec!["*".into()], ..Default::default() });
         let e = validate(&mut c, Path::new("built-in")).unwrap_err().0;
         assert!(e.contains("built-in: acl.rule.path: the rule names no place"), "{e}");
+    }
+
+    #[test]
+    fn metrics_section() {
+        assert_eq!(parse("").unwrap().metrics, None, "off unless the section is present");
+        let c = parse("[metrics]\n").unwrap();
+        assert_eq!(c.metrics.unwrap().listen, "127.0.0.1:9121".parse().unwrap());
+        let c = parse("[metrics]\nlisten = \"[::1]:0\"\n").unwrap();
+        assert_eq!(c.metrics.unwrap().listen, "[::1]:0".parse().unwrap());
+        let c = parse("[metrics]\nlisten = \"0.0.0.0:9121\"\nallow_remote = true\n").unwrap();
+        assert!(c.metrics.unwrap().allow_remote);
+
+        let e = error("[metrics]\nlisten = \"0.0.0.0:9121\"\n");
+        assert!(
+            e.contains(":2:") && e.contains("metrics.listen") && e.contains("allow_remote = true"),
+            "{e}"
+        );
+        let e = error("[server]\nlisten = [\"127.0.0.1:2121\"]\n[metrics]\nlisten = \"127.0.0.1:2121\"\n");
+        assert!(e.contains(":4:") && e.contains("already a listener"), "{e}");
+        let e = error("[metrics]\nlisten = 9121\n");
+        assert!(e.contains("`metrics.listen` takes an address string"), "{e}");
+        let e = error("[metrics]\nport = 9121\n");
+        assert!(e.contains("unknown key `port` in [metrics]") && e.contains("listen, allow_remote"), "{e}");
     }
 
     #[test]

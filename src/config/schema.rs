@@ -31,6 +31,8 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     pub xferlog: XferlogConfig,
     pub proxy_protocol: ProxyProtocolConfig,
+    /// The Prometheus endpoint; off unless the section is present.
+    pub metrics: Option<MetricsConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -534,5 +536,22 @@ pub struct XferlogConfig {
 impl Default for XferlogConfig {
     fn default() -> Self {
         XferlogConfig { path: None, json_path: None, queue: 4096 }
+    }
+}
+
+/// The Prometheus endpoint (`[metrics]`, see `server::metrics`): `GET
+/// /metrics` on its own address. The address is fixed at start.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of the metrics endpoint.
+    pub listen: SocketAddr,
+    /// Allow a listen address other than loopback.
+    pub allow_remote: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { listen: SocketAddr::from(([127, 0, 0, 1], 9121)), allow_remote: false }
     }
 }

@@ -15,11 +15,23 @@ use crate::vfs::{Reader, StorageError, Upload};
 #[derive(Debug, Default)]
 pub struct Progress {
     bytes: AtomicU64,
+    /// A process-wide counter fed as the bytes move (the metrics' bytes by
+    /// direction), so a scrape sees a running transfer's progress.
+    tally: Option<prometheus::IntCounter>,
 }
 
 impl Progress {
+    /// Progress that also adds to `tally`.
+    pub fn counting(tally: prometheus::IntCounter) -> Progress {
+        Progress { bytes: AtomicU64::new(0), tally: Some(tally) }
+    }
+
     pub fn add(&self, n: u64) {
         self.bytes.fetch_add(n, Ordering::Relaxed);
+        if let Some(tally) = &self.tally {
+            // One relaxed atomic add, like the line above.
+            tally.inc_by(n);
+        }
     }
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)

@@ -34,6 +34,11 @@ pub async fn serve(
     let family = getsockname::<SockaddrStorage>(fd.as_raw_fd())
         .map_err(|_| anyhow::anyhow!("inetd mode: standard input is not a socket"))?
         .family();
+    // One process per connection: each would try to bind the metrics port.
+    let mut config = config;
+    if config.metrics.take().is_some() {
+        tracing::warn!("[metrics] is ignored in inetd mode (one process per connection)");
+    }
     // No listeners: the connection is already there.
     let server = Server::bind_or_adopt(config, auth, config_path, Some(Vec::new())).await?;
     let shared = server.shared();

@@ -10,6 +10,7 @@ pub mod drain;
 pub mod inetd;
 pub mod limits;
 pub mod memory;
+pub mod metrics;
 pub mod proxy_protocol;
 pub mod registry;
 pub mod systemd;
@@ -86,6 +87,8 @@ pub struct Shared {
     pub xferlog: xferlog::TransferLog,
     /// Graceful shutdown: whether it has begun, and the running transfers.
     pub drain: Arc<drain::Drain>,
+    /// Prometheus series, when `[metrics]` is on (fixed at start).
+    pub metrics: Option<Arc<metrics::Metrics>>,
 }
 
 impl Shared {
@@ -121,6 +124,9 @@ impl Shared {
         {
             tracing::warn!("listen addresses change only at restart");
         }
+        if config.metrics != old.config.metrics {
+            tracing::warn!("[metrics] changes only at restart");
+        }
         let auth = crate::auth::build_chain(&config)?;
         let live = Arc::new(Live::new(config, auth)?);
         crate::auth::password::set_memory_budget(live.config.limits.hashing_memory.bytes());
@@ -138,6 +144,8 @@ impl Shared {
 pub struct Server {
     shared: Arc<Shared>,
     listeners: Vec<(TcpListener, ListenerInfo)>,
+    /// The metrics endpoint's listener (`[metrics]`).
+    metrics_listener: Option<TcpListener>,
 }
 
 impl Server {
@@ -184,6 +192,13 @@ impl Server {
                 listeners.push((listener, ListenerInfo { configured: *addr, implicit_tls }));
             }
         }
+        let (metrics, metrics_listener) = match &config.metrics {
+            Some(cfg) => {
+                let series = metrics::Metrics::new(&live.auth.module_names())?;
+                (Some(Arc::new(series)), Some(metrics::bind(cfg).await?))
+            }
+            None => (None, None),
+        };
         let xferlog = xferlog::TransferLog::start(&config.xferlog)?;
         let shared = Arc::new(Shared {
             xferlog,
@@ -194,10 +209,11 @@ impl Server {
             throttle: Default::default(),
             quotas: Default::default(),
             drain: Arc::default(),
+            metrics,
             config_path,
             live: RwLock::new(Arc::new(live)),
         });
-        Ok(Server { shared, listeners })
+        Ok(Server { shared, listeners, metrics_listener })
     }
 
     /// The state sessions share, e.g. to trigger a reload.
@@ -216,6 +232,11 @@ impl Server {
         self.bound(true)
     }
 
+    /// The metrics endpoint's address actually bound (`[metrics]`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     fn bound(&self, implicit_tls: bool) -> Vec<SocketAddr> {
         self.listeners
             .iter()
@@ -230,6 +251,13 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         for (listener, info) in self.listeners {
             tokio::spawn(accept_loop(listener, info, self.shared.clone(), stop_rx.clone()));
+        }
+        if let Some(listener) = self.metrics_listener {
+            let mut stop = stop_rx.clone();
+            let stopped = async move {
+                let _ = stop.changed().await;
+            };
+            tokio::spawn(metrics::serve(listener, self.shared.clone(), stopped));
         }
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -258,6 +286,9 @@ pub async fn run(
     }
     for addr in server.implicit_tls_addrs() {
         tracing::info!(%addr, "listening (implicit TLS)");
+    }
+    if let Some(addr) = server.metrics_addr() {
+        tracing::info!(url = %metrics::url(addr), "metrics endpoint listening");
     }
     let shared = server.shared();
     spawn_reload_on_hangup(shared.clone());
@@ -468,28 +499,40 @@ async fn read_proxy_header(
 /// checked before any session state exists; then the session runs.
 fn admit(mut stream: tokio::net::TcpStream, peer: SocketAddr, info: ListenerInfo, shared: &Arc<Shared>) {
     let live = shared.live();
+    let refused = |reason| {
+        if let Some(m) = &shared.metrics {
+            m.refused(reason);
+        }
+    };
     if !access::admitted(peer.ip(), &live.config.access) {
+        refused(metrics::Refusal::Access);
         tracing::warn!(%peer, "connection refused: address denied by [access] rules");
         access::refuse(stream, info.implicit_tls);
         return;
     }
     if let Some(left) = shared.bans.banned(peer.ip(), &live.config.ban) {
+        refused(metrics::Refusal::Ban);
         ban::refuse(stream, peer, left, info.implicit_tls);
         return;
     }
     match shared.limits.admit(peer.ip(), &live.config.limits) {
         Admission::Admitted(guard) => {
+            if let Some(m) = &shared.metrics {
+                m.accepted();
+            }
             let shared = shared.clone();
             tokio::spawn(async move {
                 crate::session::run(stream, peer, info, shared, guard).await;
             });
         }
         Admission::Refused(reason) if info.implicit_tls => {
+            refused(metrics::Refusal::Limits);
             // No TLS yet, so no reply the client could read: just close.
             tracing::warn!(%peer, reason, "connection refused (implicit TLS)");
             drop(stream);
         }
         Admission::Refused(reason) => {
+            refused(metrics::Refusal::Limits);
             tracing::warn!(%peer, reason, "connection refused");
             tokio::spawn(async move {
                 let reply = format!("421 {reason}, try again later.\r\n");

@@ -8,6 +8,7 @@ use crate::auth::chain::LoginResult;
 use crate::auth::{Account, LoginRequest};
 use crate::proto::Reply;
 use crate::server::ban::FailureVerdict;
+use crate::server::metrics::NO_MODULE;
 use crate::vfs::{self, Vfs};
 
 impl Session {
@@ -37,11 +38,11 @@ impl Session {
             LoginResult::Accepted(account) => account,
             LoginResult::Rejected { module } => {
                 tracing::warn!(user = %name, module, "login failed: wrong password or disabled account");
-                return self.login_failed(started).await;
+                return self.login_failed(started, module).await;
             }
             LoginResult::Unknown => {
                 tracing::warn!(user = %name, "login failed: unknown user");
-                return self.login_failed(started).await;
+                return self.login_failed(started, NO_MODULE).await;
             }
         };
         if !crate::server::access::account_admits(self.peer.ip(), &account.shaping.allow_from) {
@@ -49,15 +50,17 @@ impl Session {
             // worth hiding from the owner, but it tells others the password
             // was right.
             tracing::warn!(user = %account.name, peer = %self.peer.ip(), "login refused: address not in the account's allow_from");
-            return self.login_failed(started).await;
+            return self.login_failed(started, account.module).await;
         }
         if self.account_needs_tls(&account) {
             tracing::warn!(user = %account.name, "login refused: TLS required (no AUTH TLS)");
+            self.count_login(false, account.module);
             return Reply::new(530, "This account requires TLS: send AUTH TLS before USER.").into();
         }
         let limit = account.max_sessions.unwrap_or(self.shared.live().config.limits.max_sessions_per_user);
         let Some(guard) = self.shared.limits.login(&account.name, limit) else {
             tracing::warn!(user = %account.name, limit, "login refused: too many sessions for this user");
+            self.count_login(false, account.module);
             return Outcome::Close(Reply::new(421, "Too many sessions for this user, try again later."));
         };
         let vfs = match build_vfs(&account).await {
@@ -67,7 +70,7 @@ impl Session {
                 // a client must not learn that the password was right.
                 tracing::error!(user = %account.name, module = account.module, root = %account.root.display(), error = %e, "login failed: root directory unavailable");
                 drop(guard);
-                return self.login_failed(started).await;
+                return self.login_failed(started, account.module).await;
             }
         };
         let quota = match quota_usage(&self.shared, &account).await {
@@ -76,7 +79,7 @@ impl Session {
                 // As for a missing root: no hint that the password was right.
                 tracing::error!(user = %account.name, root = %account.root.display(), error = %e, "login failed: cannot count the quota usage");
                 drop(guard);
-                return self.login_failed(started).await;
+                return self.login_failed(started, account.module).await;
             }
         };
         let cwd = initial_dir(&vfs, &account).await;
@@ -85,6 +88,7 @@ impl Session {
         if let Some(r) = &self.registration {
             r.logged_in(account.clone(), &cwd);
         }
+        self.count_login(true, account.module);
         self.user = Some(Box::new(LoggedIn { account, vfs, cwd, rename_from: None, _guard: guard, quota }));
         self.failures = 0;
         Reply::new(230, text).into()
@@ -94,9 +98,13 @@ impl Session {
     /// whichever module decided and however long it took (a PAM stack, a
     /// hash, or no check at all for an unknown user), so the reply's timing
     /// tells nothing about which user names exist.
-    async fn login_failed(&mut self, started: tokio::time::Instant) -> Outcome {
+    async fn login_failed(&mut self, started: tokio::time::Instant, module: &str) -> Outcome {
         self.failures += 1;
+        self.count_login(false, module);
         let verdict = self.shared.bans.failure(self.peer.ip(), &self.shared.live().config.ban);
+        if let (FailureVerdict::Banned(_), Some(m)) = (verdict, &self.shared.metrics) {
+            m.banned();
+        }
         let delay = Duration::from_millis(self.shared.live().config.limits.failed_login_delay_ms);
         tokio::time::sleep_until(started + delay).await;
         if let FailureVerdict::Banned(_) = verdict {
@@ -110,6 +118,13 @@ impl Session {
             return Outcome::Close(Reply::new(421, "Too many failed logins, closing connection."));
         }
         Reply::new(530, "Login incorrect.").into()
+    }
+
+    /// Counts a login attempt for the metrics; `module` decided it.
+    fn count_login(&self, success: bool, module: &str) {
+        if let Some(m) = &self.shared.metrics {
+            m.login(success, module);
+        }
     }
 
     pub(super) fn cmd_rein(&mut self) -> Outcome {

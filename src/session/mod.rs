@@ -142,8 +142,9 @@ impl Default for Params {
 /// What a handler wants the loop to do next.
 enum Outcome {
     Reply(Reply),
-    /// Send the preliminary reply (150) and run the transfer.
-    Transfer(Reply, Transfer),
+    /// Send the preliminary reply (150) and run the transfer (boxed here
+    /// already: the session keeps it boxed).
+    Transfer(Reply, Box<Transfer>),
     /// Send the reply and close the connection.
     Close(Reply),
     /// Send the reply (234) and start TLS on the control connection.
@@ -207,6 +208,8 @@ impl Session {
     async fn serve(&mut self) {
         tracing::info!("connected");
         let banner = Reply::new(220, self.shared.live().config.server.banner.clone());
+        // Straight to the connection: a 220 is never counted, and the idle
+        // session's future stays as it was.
         if self.control.send(&banner).await.is_err() {
             return;
         }
@@ -290,13 +293,13 @@ impl Session {
             },
             Event::Kicked => {
                 tracing::warn!("disconnected by an administrator");
-                let _ = self.control.send(&Reply::new(421, "Disconnected by the administrator.")).await;
+                let _ = self.send(&Reply::new(421, "Disconnected by the administrator.")).await;
                 false
             }
             Event::Timeout => {
                 let what = if self.user.is_some() { "idle" } else { "login" };
                 tracing::info!(timeout = what, "closing inactive session");
-                let _ = self.control.send(&Reply::new(421, "Timeout: closing control connection.")).await;
+                let _ = self.send(&Reply::new(421, "Timeout: closing control connection.")).await;
                 false
             }
         }
@@ -318,7 +321,7 @@ impl Session {
                     secs = limits.max_throttled_seconds,
                     "command flood: closing"
                 );
-                let _ = self.control.send(&Reply::new(421, "Too many commands, closing connection.")).await;
+                let _ = self.send(&Reply::new(421, "Too many commands, closing connection.")).await;
                 false
             }
         }
@@ -331,14 +334,22 @@ impl Session {
             return false;
         }
         tracing::info!("closing for shutdown");
-        let _ =
-            self.control.send(&Reply::new(421, "Server shutting down, closing control connection.")).await;
+        let _ = self.send(&Reply::new(421, "Server shutting down, closing control connection.")).await;
         true
+    }
+
+    /// Sends a reply, counting it for the metrics if it is an error. Every
+    /// reply of the session but the greeting goes through here.
+    async fn send(&mut self, reply: &Reply) -> std::io::Result<()> {
+        if let Some(m) = &self.shared.metrics {
+            m.reply(reply.code);
+        }
+        self.control.send(reply).await
     }
 
     /// Sends a reply; false if the connection is gone.
     async fn reply(&mut self, reply: Reply) -> bool {
-        match self.control.send(&reply).await {
+        match self.send(&reply).await {
             Ok(()) => true,
             Err(e) => {
                 tracing::debug!(error = %e, "cannot send reply");
@@ -387,7 +398,7 @@ impl Session {
         match Box::pin(self.dispatch(cmd)).await {
             Outcome::Reply(reply) => self.reply(reply).await,
             Outcome::Close(reply) => {
-                let _ = self.control.send(&reply).await;
+                let _ = self.send(&reply).await;
                 false
             }
             Outcome::Transfer(preliminary, transfer) => {
@@ -400,7 +411,7 @@ impl Session {
                         size: transfer.size,
                     });
                 }
-                self.transfer = Some(Box::new(transfer));
+                self.transfer = Some(transfer);
                 self.reply(preliminary).await
             }
             Outcome::StartTls(reply) => {

@@ -33,6 +33,7 @@ use crate::data::throttle::{self, Limiter, Subject, Way};
 use crate::data::{DataSetup, DataStream, Progress};
 use crate::perm::Operation;
 use crate::proto::{listing, EpsvArg, Reply, TransferType};
+use crate::server::metrics::{self, TransferMeter};
 use crate::tls::{DataTlsError, Direction, SessionTls};
 use crate::vfs::path::split_parent;
 use crate::vfs::{DirEntry, EntryStream, StorageErrorKind, Upload, WriteMode};
@@ -55,6 +56,8 @@ pub(super) struct Transfer {
     pub partial: Option<Partial>,
     /// Counts the transfer for a graceful shutdown, which waits for it.
     pub _drain: crate::server::drain::TransferToken,
+    /// The file transfer as the metrics count it (`[metrics]` on).
+    pub meter: Option<TransferMeter>,
 }
 
 /// A file an upload creates, to remove if the quota stops it midway.
@@ -299,7 +302,7 @@ impl Ctx<'_> {
         self.require_data_setup()?;
         let reader = storage.read(&rel, offset).await.map_err(|e| storage_reply(&e))?;
         let connector = self.take_connector();
-        let progress = new_progress();
+        let progress = self.file_progress(metrics::Direction::Download);
         let (ascii, size, stall) = self.copy_settings(self.live.config.transfer.send_buffer);
         let limiter = self.limiter(Way::Download);
         let p = progress.clone();
@@ -328,7 +331,15 @@ impl Ctx<'_> {
         );
         let mut transfer = self.transfer("RETR", vpath, progress, future, false);
         transfer.size = Some(meta.len - offset);
-        Ok(Outcome::Transfer(reply, transfer))
+        Ok(Outcome::Transfer(reply, Box::new(transfer)))
+    }
+
+    /// A file transfer's progress, feeding the metrics' byte counter.
+    fn file_progress(&self, direction: metrics::Direction) -> Arc<Progress> {
+        match &self.shared.metrics {
+            Some(m) => Arc::new(Progress::counting(m.bytes_counter(direction))),
+            None => new_progress(),
+        }
     }
 
     fn transfer(
@@ -350,6 +361,12 @@ impl Ctx<'_> {
             size: None,
             partial: None,
             _drain: self.shared.drain.transfer_started(),
+            meter: self
+                .shared
+                .metrics
+                .as_ref()
+                .zip(metrics::Direction::of_command(command))
+                .map(|(m, direction)| TransferMeter::start(m, direction)),
         }
     }
 
@@ -397,7 +414,7 @@ impl Ctx<'_> {
         let reply = Reply::new(150, format!("Ok to send data ({} mode).", self.mode_name()));
         let mut transfer = self.transfer(command, vpath, progress, future, replaces);
         transfer.partial = partial;
-        Ok(Outcome::Transfer(reply, transfer))
+        Ok(Outcome::Transfer(reply, Box::new(transfer)))
     }
 
     /// 552 if one more file would pass the user's file quota.
@@ -433,7 +450,7 @@ impl Ctx<'_> {
 
     fn upload_future(&mut self, mut upload: Box<dyn Upload>) -> (Arc<Progress>, BoxFuture<Finished>) {
         let connector = self.take_connector();
-        let progress = new_progress();
+        let progress = self.file_progress(metrics::Direction::Upload);
         let (ascii, size, stall) = self.copy_settings(self.live.config.transfer.receive_buffer);
         let limiter = self.limiter(Way::Upload);
         let p = progress.clone();
@@ -488,7 +505,10 @@ impl Ctx<'_> {
                     let mut transfer = self.transfer("STOU", vpath, progress, future, false);
                     transfer.unique_name = Some(name.clone());
                     transfer.partial = partial;
-                    return Ok(Outcome::Transfer(Reply::new(150, format!("FILE: {name}")), transfer));
+                    return Ok(Outcome::Transfer(
+                        Reply::new(150, format!("FILE: {name}")),
+                        Box::new(transfer),
+                    ));
                 }
                 Err(e) if e.kind == StorageErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(upload_storage_reply(&e)),
@@ -539,7 +559,7 @@ impl Ctx<'_> {
             ListFormat::Mlsd => "MLSD",
         };
         let reply = Reply::new(150, "Here comes the directory listing.");
-        Ok(Outcome::Transfer(reply, self.transfer(command, vpath, progress, future, false)))
+        Ok(Outcome::Transfer(reply, Box::new(self.transfer(command, vpath, progress, future, false))))
     }
 }
 
@@ -763,13 +783,21 @@ impl Session {
     }
 
     /// Logs a finished transfer and chooses the final reply; commits uploads.
-    pub(super) async fn finish_transfer(&mut self, t: Transfer, done: Finished) -> Reply {
+    pub(super) async fn finish_transfer(&mut self, mut t: Transfer, done: Finished) -> Reply {
         let user = self.user.as_ref().map(|u| u.account.name.clone()).unwrap_or_default();
         let ms = t.started.elapsed().as_millis() as u64;
         let record = self.xferlog_record(&t);
         let shared = self.shared.clone();
-        let log = |result: &str, bytes: u64| {
+        let mut meter = t.meter.take();
+        let mut log = |result: &str, bytes: u64| {
             tracing::info!(user = %user, command = t.command, path = %t.path, bytes, ms, result, "transfer");
+            if let Some(meter) = meter.take() {
+                meter.finish(match result {
+                    "ok" => metrics::Outcome::Complete,
+                    "discarded: client vanished" => metrics::Outcome::Aborted,
+                    _ => metrics::Outcome::Failed,
+                });
+            }
             if let Some(mut r) = record.clone() {
                 (r.end, r.duration, r.bytes, r.complete) =
                     (SystemTime::now(), t.started.elapsed(), bytes, result == "ok");
