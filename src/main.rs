@@ -926,7 +926,9 @@ fn print_demo_banner(config: &Config, password: &str, admin_password: &str) {
 fn user(args: UserArgs) -> Result<(), Failure> {
     let db = match (&args.db, &args.config) {
         (Some(db), _) => Location::from_arg(db),
-        (None, Some(file)) => Location::from_config(&config::load_file(file).map_err(Failure::config)?.userdb),
+        (None, Some(file)) => {
+            Location::from_config(&config::load_file(file).map_err(Failure::config)?.userdb)
+        }
         (None, None) => Location::File(PathBuf::from(DEFAULT_DB)),
     };
     match args.command {

@@ -81,12 +81,15 @@ impl Target {
         }
         if config.get_ports().is_empty() {
             if let Some(port) = env("PGPORT") {
-                let port = port.parse::<u16>().map_err(|_| format!("PGPORT `{port}` is not a port number"))?;
+                let port =
+                    port.parse::<u16>().map_err(|_| format!("PGPORT `{port}` is not a port number"))?;
                 config.port(port);
             }
         }
         if config.get_user().is_none() {
-            return Err(format!("`{shown}` names no user: write postgres://USER@host/database or set PGUSER"));
+            return Err(format!(
+                "`{shown}` names no user: write postgres://USER@host/database or set PGUSER"
+            ));
         }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
@@ -223,7 +226,10 @@ const MIGRATION_LOCK: i64 = 0x6665_7272_6f66_7470; // "ferroftp"
 pub enum MigrateError {
     Db(tokio_postgres::Error),
     /// The database has more steps than this build knows.
-    TooNew { found: i64, known: i64 },
+    TooNew {
+        found: i64,
+        known: i64,
+    },
 }
 
 impl From<tokio_postgres::Error> for MigrateError {
@@ -239,7 +245,8 @@ pub async fn migrate(client: &mut Client) -> Result<(), MigrateError> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
     tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)").await?;
-    let found: i64 = tx.query_opt("SELECT version FROM schema_version", &[]).await?.map(|r| r.get(0)).unwrap_or(0);
+    let found: i64 =
+        tx.query_opt("SELECT version FROM schema_version", &[]).await?.map(|r| r.get(0)).unwrap_or(0);
     if found > known {
         return Err(MigrateError::TooNew { found, known });
     }

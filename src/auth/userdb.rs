@@ -411,8 +411,11 @@ impl RawUser {
     /// names the database in errors).
     pub(crate) fn into_record(self, location: &Path, children: Children) -> Result<UserRecord, UserDbError> {
         let row = self;
-        let corrupt =
-            |reason: String| UserDbError::Corrupt { path: location.to_path_buf(), user: row.name.clone(), reason };
+        let corrupt = |reason: String| UserDbError::Corrupt {
+            path: location.to_path_buf(),
+            user: row.name.clone(),
+            reason,
+        };
         let max_sessions = match row.max_sessions {
             None => None,
             Some(n) => Some(u32::try_from(n).map_err(|_| corrupt(format!("max_sessions {n} out of range")))?),
@@ -460,7 +463,8 @@ pub(crate) struct RawUser {
     pub quota_files: Option<i64>,
 }
 
-pub(crate) const USER_COLUMNS: &str = "name, password_hash, enabled, root, initial_dir, read_only, max_sessions, \
+pub(crate) const USER_COLUMNS: &str =
+    "name, password_hash, enabled, root, initial_dir, read_only, max_sessions, \
                             download_rate, upload_rate, quota_bytes, quota_files";
 
 fn raw_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawUser> {

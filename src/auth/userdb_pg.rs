@@ -10,7 +10,9 @@ use std::path::PathBuf;
 
 use tokio_postgres::{Client, GenericClient, Row};
 
-use super::userdb::{path_text, sql_int, Children, RawUser, UserDbError, UserRecord, UserStore, USER_COLUMNS};
+use super::userdb::{
+    path_text, sql_int, Children, RawUser, UserDbError, UserRecord, UserStore, USER_COLUMNS,
+};
 use crate::pg::{self, MigrateError, Target};
 use crate::vfs::MountSpec;
 
@@ -50,7 +52,12 @@ impl PgUserStore {
         self.target.connect().await.map_err(|e| self.err(&e))
     }
 
-    async fn strings(&self, c: &impl GenericClient, sql: &str, name: &str) -> Result<Vec<String>, UserDbError> {
+    async fn strings(
+        &self,
+        c: &impl GenericClient,
+        sql: &str,
+        name: &str,
+    ) -> Result<Vec<String>, UserDbError> {
         let rows = c.query(sql, &[&name]).await.map_err(|e| self.err(&e))?;
         rows.iter().map(|r| r.try_get(0).map_err(|e| self.err(&e))).collect()
     }
@@ -61,10 +68,12 @@ impl PgUserStore {
         let networks = self
             .strings(c, r#"SELECT network FROM user_allow_from WHERE "user" = $1 ORDER BY position"#, &name)
             .await?;
-        let groups =
-            self.strings(c, r#"SELECT grp FROM user_groups WHERE "user" = $1 ORDER BY position"#, &name).await?;
-        let rules =
-            self.strings(c, r#"SELECT rule FROM user_rules WHERE "user" = $1 ORDER BY position"#, &name).await?;
+        let groups = self
+            .strings(c, r#"SELECT grp FROM user_groups WHERE "user" = $1 ORDER BY position"#, &name)
+            .await?;
+        let rules = self
+            .strings(c, r#"SELECT rule FROM user_rules WHERE "user" = $1 ORDER BY position"#, &name)
+            .await?;
         let mount_rows = c
             .query(
                 r#"SELECT virtual_path, real_path, read_only FROM user_mounts WHERE "user" = $1 ORDER BY position"#,
@@ -193,7 +202,8 @@ impl PgUserStore {
 
     async fn delete_async(&self, name: &str) -> Result<bool, UserDbError> {
         let client = self.connect().await?;
-        let n = client.execute("DELETE FROM users WHERE name = $1", &[&name]).await.map_err(|e| self.err(&e))?;
+        let n =
+            client.execute("DELETE FROM users WHERE name = $1", &[&name]).await.map_err(|e| self.err(&e))?;
         Ok(n > 0)
     }
 }

@@ -111,8 +111,14 @@ impl Cluster {
         })?;
         *cluster.client.lock().await = Some(Arc::new(client));
         let cluster = Arc::new(cluster);
-        cluster.heartbeat(&[]).await.map_err(|e| anyhow::anyhow!("cluster database {}: {e}", cluster.target))?;
-        cluster.refresh_bans().await.map_err(|e| anyhow::anyhow!("cluster database {}: {e}", cluster.target))?;
+        cluster
+            .heartbeat(&[])
+            .await
+            .map_err(|e| anyhow::anyhow!("cluster database {}: {e}", cluster.target))?;
+        cluster
+            .refresh_bans()
+            .await
+            .map_err(|e| anyhow::anyhow!("cluster database {}: {e}", cluster.target))?;
         tracing::info!(node = %cluster.node, database = %cluster.target, "cluster state shared through PostgreSQL");
         Ok(cluster)
     }
@@ -252,7 +258,9 @@ impl Cluster {
     pub fn banned_list(&self) -> Vec<(IpAddr, Duration)> {
         let now = Instant::now();
         let bans = self.bans.read().unwrap_or_else(|p| p.into_inner());
-        bans.iter().filter_map(|(k, until)| until.checked_duration_since(now).map(|left| (*k, left))).collect()
+        bans.iter()
+            .filter_map(|(k, until)| until.checked_duration_since(now).map(|left| (*k, left)))
+            .collect()
     }
 
     /// Sessions `user` has on the other live nodes.
@@ -336,9 +344,13 @@ impl Cluster {
         let now = Instant::now();
         let mut fresh = HashMap::with_capacity(rows.len());
         for row in rows {
-            let (Ok(key), Ok(left)) = (row.try_get::<_, String>(0), row.try_get::<_, f64>(1)) else { continue };
+            let (Ok(key), Ok(left)) = (row.try_get::<_, String>(0), row.try_get::<_, f64>(1)) else {
+                continue;
+            };
             // Rows are written by ferroftpd; a foreign one is skipped, not trusted.
-            let (Ok(ip), Ok(left)) = (key.parse::<IpAddr>(), Duration::try_from_secs_f64(left)) else { continue };
+            let (Ok(ip), Ok(left)) = (key.parse::<IpAddr>(), Duration::try_from_secs_f64(left)) else {
+                continue;
+            };
             fresh.insert(ban::key(ip), now + left);
         }
         *self.bans.write().unwrap_or_else(|p| p.into_inner()) = fresh;

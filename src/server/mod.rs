@@ -532,7 +532,8 @@ fn admit(mut stream: tokio::net::TcpStream, peer: SocketAddr, info: ListenerInfo
         return;
     }
     let banned = shared.bans.banned(peer.ip(), &live.config.ban);
-    let banned = banned.or_else(|| shared.cluster.as_ref().and_then(|c| c.banned(peer.ip(), &live.config.ban)));
+    let banned =
+        banned.or_else(|| shared.cluster.as_ref().and_then(|c| c.banned(peer.ip(), &live.config.ban)));
     if let Some(left) = banned {
         refused(metrics::Refusal::Ban);
         ban::refuse(stream, peer, left, info.implicit_tls);

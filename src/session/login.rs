@@ -64,7 +64,10 @@ impl Session {
             return Outcome::Close(Reply::new(421, "Too many sessions for this user, try again later."));
         };
         // Boxed: the session's future stays as small as without a cluster.
-        if limit != 0 && self.shared.cluster.is_some() && !Box::pin(cluster_admits(&self.shared, &account.name, limit)).await {
+        if limit != 0
+            && self.shared.cluster.is_some()
+            && !Box::pin(cluster_admits(&self.shared, &account.name, limit)).await
+        {
             tracing::warn!(user = %account.name, limit, "login refused: too many sessions for this user on all nodes");
             self.count_login(false, account.module);
             drop(guard);
@@ -110,7 +113,9 @@ impl Session {
         self.count_login(false, module);
         let live = self.shared.live();
         let mut verdict = self.shared.bans.failure(self.peer.ip(), &live.config.ban);
-        if let (FailureVerdict::Counted | FailureVerdict::Banned(_), Some(cluster)) = (verdict, &self.shared.cluster) {
+        if let (FailureVerdict::Counted | FailureVerdict::Banned(_), Some(cluster)) =
+            (verdict, &self.shared.cluster)
+        {
             // Counted on every node; the reply waits for the delay anyway.
             // Boxed: the session's future stays as small as without a cluster.
             let shared = Box::pin(cluster.failure(self.peer.ip(), &live.config.ban)).await;
