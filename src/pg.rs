@@ -1,17 +1,13 @@
 //! PostgreSQL plumbing shared by the user store ([`crate::auth::userdb_pg`])
 //! and the cluster state ([`crate::server::cluster`]): connection settings
-//! from a `postgres://` URL, the schema and its migrations, and a bridge
-//! that runs the async client from blocking code in any context.
+//! from a `postgres://` URL, and the schema with its migrations.
 //!
 //! The client is `tokio-postgres` (pure Rust, no libpq). The cluster state
-//! uses it on the server's runtime. The blocking [`UserStore`] API
-//! (`crate::auth::userdb::UserStore`) runs each operation on a short-lived
-//! thread with a private current-thread runtime ([`block_on`]): that works
-//! from tokio's blocking pool, from a plain thread (the CLI) and from inside
-//! an async task alike, where blocking on another runtime directly would
-//! panic.
+//! uses it on the server's runtime; the blocking user store drives it on a
+//! small runtime of its own, which works from tokio's blocking pool, from a
+//! plain thread (the CLI) and from inside an async task alike, where
+//! blocking on another runtime directly would panic.
 
-use std::future::Future;
 use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls};
@@ -122,29 +118,6 @@ pub fn redact(url: &str) -> String {
     let userinfo = &authority[..at];
     let Some(colon) = userinfo.find(':') else { return url.to_string() };
     format!("{}{}:***{}", &url[..scheme_end + 3], &userinfo[..colon], &rest[at..])
-}
-
-/// Runs `fut` to completion on a private current-thread runtime in a
-/// scoped thread, whatever the caller's context (see the module docs).
-pub fn block_on<F, T, E>(fut: F) -> Result<T, E>
-where
-    F: Future<Output = Result<T, E>> + Send,
-    T: Send,
-    E: Send + From<std::io::Error>,
-{
-    std::thread::scope(|scope| {
-        let worker = std::thread::Builder::new().name("ferroftpd-pg".into()).spawn_scoped(scope, || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            runtime.block_on(fut)
-        });
-        match worker {
-            Ok(handle) => match handle.join() {
-                Ok(result) => result,
-                Err(_) => Err(E::from(std::io::Error::other("PostgreSQL worker thread panicked"))),
-            },
-            Err(e) => Err(E::from(e)),
-        }
-    })
 }
 
 /// Schema steps for PostgreSQL; `schema_version` holds how many were
@@ -304,12 +277,5 @@ mod tests {
         assert!(Target::parse_with_env("postgres://db.example/ftpd", none).unwrap_err().contains("no user"));
         assert!(Target::parse_with_env("/var/lib/users.db", none).is_err());
         assert!(Target::parse_with_env("postgres://u@h:notaport/db", none).is_err());
-    }
-
-    #[test]
-    fn block_on_works_inside_a_runtime() {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let v: Result<u32, std::io::Error> = rt.block_on(async { block_on(async { Ok(7) }) });
-        assert_eq!(v.unwrap(), 7);
     }
 }

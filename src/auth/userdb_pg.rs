@@ -2,11 +2,14 @@
 //! tables and rules as the SQLite store, in a database several nodes share,
 //! so a user added, changed or removed from any node (or with
 //! `ferroftpd user … --db postgres://…`) applies everywhere at the next
-//! login. Nothing is cached; each operation connects, runs its statements
-//! (writes in one transaction) and disconnects, on a thread of its own
-//! ([`crate::pg::block_on`]).
+//! login. No data is cached: each operation reads or writes the database
+//! (writes in one transaction). Connections are kept between operations (a
+//! few idle ones) and driven by a small runtime of the store's own, so the
+//! blocking [`UserStore`] calls work from any context.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio_postgres::{Client, GenericClient, Row};
 
@@ -19,37 +22,164 @@ use crate::vfs::MountSpec;
 /// Virtual users in PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct PgUserStore {
+    inner: Arc<Inner>,
+}
+
+/// Most idle connections kept for the next operations.
+const MAX_IDLE: usize = 4;
+
+/// Longest an operation may take, connecting included.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+struct Inner {
     target: Target,
+    /// Connections between operations: each one serves one operation at
+    /// a time (writes are transactions).
+    idle: Mutex<Vec<Client>>,
+    /// Drives the connections; its own, so the store works from any
+    /// context (see [`PgUserStore::call`]).
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            // Allowed anywhere, unlike dropping a runtime inside another.
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// One operation, sent to the store's runtime.
+enum Op {
+    Get(String),
+    List,
+    Put(Box<UserRecord>),
+    Delete(String),
+}
+
+enum Answer {
+    User(Option<UserRecord>),
+    Users(Vec<UserRecord>),
+    Done,
+    Deleted(bool),
 }
 
 impl PgUserStore {
-    /// Connects once to check the database and runs pending migrations.
+    /// Starts the store's runtime, connects and runs pending migrations.
     pub fn open(url: &str) -> Result<PgUserStore, UserDbError> {
         let target = Target::parse(url).map_err(UserDbError::Invalid)?;
-        let store = PgUserStore { target };
-        pg::block_on(async {
-            let mut client = store.connect().await?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("ferroftpd-pg")
+            .enable_all()
+            .build()?;
+        let inner = Arc::new(Inner { target, idle: Mutex::new(Vec::new()), runtime: Some(runtime) });
+        let store = PgUserStore { inner };
+        let migrating = store.inner.clone();
+        store.spawn_and_wait(async move {
+            let mut client = migrating.connect().await?;
             pg::migrate(&mut client).await.map_err(|e| match e {
-                MigrateError::Db(e) => store.err(&e),
+                MigrateError::Db(e) => migrating.err(&e),
                 MigrateError::TooNew { found, known } => {
-                    UserDbError::TooNew { path: PathBuf::from(store.target.to_string()), found, known }
+                    UserDbError::TooNew { path: PathBuf::from(migrating.target.to_string()), found, known }
                 }
-            })
+            })?;
+            migrating.give_back(client);
+            Ok(())
         })?;
         Ok(store)
     }
 
-    /// The database, without its password.
-    pub fn target(&self) -> &Target {
-        &self.target
+    /// Runs `fut` on the store's runtime and waits for it: a blocking call
+    /// that works on tokio's blocking pool, on a plain thread and inside
+    /// an async task alike (where it blocks that worker, as SQLite does).
+    fn spawn_and_wait<T: Send + 'static>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, UserDbError>> + Send + 'static,
+    ) -> Result<T, UserDbError> {
+        let Some(runtime) = &self.inner.runtime else {
+            return Err(UserDbError::Invalid("user database: store closed".into()));
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let shown = self.inner.target.to_string();
+        runtime.spawn(async move {
+            let result = match tokio::time::timeout(OPERATION_TIMEOUT, fut).await {
+                Ok(result) => result,
+                Err(_) => Err(UserDbError::Postgres { target: shown, message: "no answer in time".into() }),
+            };
+            let _ = tx.send(result);
+        });
+        rx.recv().unwrap_or_else(|_| {
+            Err(UserDbError::Postgres {
+                target: self.inner.target.to_string(),
+                message: "operation lost".into(),
+            })
+        })
     }
 
+    fn call(&self, op: Op) -> Result<Answer, UserDbError> {
+        let inner = self.inner.clone();
+        self.spawn_and_wait(async move { inner.execute(op).await })
+    }
+
+    /// The database, without its password.
+    pub fn target(&self) -> &Target {
+        &self.inner.target
+    }
+}
+
+impl Inner {
     fn err(&self, e: &tokio_postgres::Error) -> UserDbError {
         UserDbError::Postgres { target: self.target.to_string(), message: pg::describe(e) }
     }
 
     async fn connect(&self) -> Result<Client, UserDbError> {
         self.target.connect().await.map_err(|e| self.err(&e))
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Client>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps a healthy connection for the next operation.
+    fn give_back(&self, client: Client) {
+        let mut idle = self.idle();
+        if !client.is_closed() && idle.len() < MAX_IDLE {
+            idle.push(client);
+        }
+    }
+
+    /// Runs one operation on an idle connection or a new one. A kept
+    /// connection the server has closed meanwhile (a restart of the
+    /// database) fails; the operation is then tried once more on a new one.
+    async fn execute(&self, op: Op) -> Result<Answer, UserDbError> {
+        let pooled = self.idle().pop();
+        let retry = pooled.is_some();
+        let mut client = match pooled {
+            Some(c) => c,
+            None => self.connect().await?,
+        };
+        let mut result = self.run(&mut client, &op).await;
+        if result.is_err() && client.is_closed() && retry {
+            client = self.connect().await?;
+            result = self.run(&mut client, &op).await;
+        }
+        self.give_back(client);
+        result
+    }
+
+    async fn run(&self, client: &mut Client, op: &Op) -> Result<Answer, UserDbError> {
+        Ok(match op {
+            Op::Get(name) => Answer::User(self.get_async(client, name).await?),
+            Op::List => Answer::Users(self.list_async(client).await?),
+            Op::Put(record) => {
+                self.put_async(client, record).await?;
+                Answer::Done
+            }
+            Op::Delete(name) => Answer::Deleted(self.delete_async(client, name).await?),
+        })
     }
 
     async fn strings(
@@ -96,20 +226,18 @@ impl PgUserStore {
         raw.into_record(&location, Children { networks, mounts, groups, rules })
     }
 
-    async fn get_async(&self, name: &str) -> Result<Option<UserRecord>, UserDbError> {
-        let client = self.connect().await?;
+    async fn get_async(&self, client: &mut Client, name: &str) -> Result<Option<UserRecord>, UserDbError> {
         let row = client
             .query_opt(&format!("SELECT {USER_COLUMNS} FROM users WHERE name = $1"), &[&name])
             .await
             .map_err(|e| self.err(&e))?;
         match row {
-            Some(row) => Ok(Some(self.read_user(&client, &row).await?)),
+            Some(row) => Ok(Some(self.read_user(&*client, &row).await?)),
             None => Ok(None),
         }
     }
 
-    async fn list_async(&self) -> Result<Vec<UserRecord>, UserDbError> {
-        let mut client = self.connect().await?;
+    async fn list_async(&self, client: &mut Client) -> Result<Vec<UserRecord>, UserDbError> {
         // One snapshot for the users and their children.
         let tx = client
             .build_transaction()
@@ -129,8 +257,7 @@ impl PgUserStore {
         Ok(users)
     }
 
-    async fn put_async(&self, record: &UserRecord) -> Result<(), UserDbError> {
-        let mut client = self.connect().await?;
+    async fn put_async(&self, client: &mut Client, record: &UserRecord) -> Result<(), UserDbError> {
         let tx = client.transaction().await.map_err(|e| self.err(&e))?;
         let name = record.name.as_str();
         let max_sessions = record.max_sessions.map(i64::from);
@@ -200,8 +327,7 @@ impl PgUserStore {
         tx.commit().await.map_err(|e| self.err(&e))
     }
 
-    async fn delete_async(&self, name: &str) -> Result<bool, UserDbError> {
-        let client = self.connect().await?;
+    async fn delete_async(&self, client: &mut Client, name: &str) -> Result<bool, UserDbError> {
         let n =
             client.execute("DELETE FROM users WHERE name = $1", &[&name]).await.map_err(|e| self.err(&e))?;
         Ok(n > 0)
@@ -224,21 +350,37 @@ fn raw_user(r: &Row) -> Result<RawUser, tokio_postgres::Error> {
     })
 }
 
+fn unexpected() -> UserDbError {
+    UserDbError::Invalid("user database: unexpected answer".into())
+}
+
 impl UserStore for PgUserStore {
     fn get(&self, name: &str) -> Result<Option<UserRecord>, UserDbError> {
-        pg::block_on(self.get_async(name))
+        match self.call(Op::Get(name.to_owned()))? {
+            Answer::User(user) => Ok(user),
+            _ => Err(unexpected()),
+        }
     }
 
     fn list(&self) -> Result<Vec<UserRecord>, UserDbError> {
-        pg::block_on(self.list_async())
+        match self.call(Op::List)? {
+            Answer::Users(users) => Ok(users),
+            _ => Err(unexpected()),
+        }
     }
 
     fn put(&self, record: &UserRecord) -> Result<(), UserDbError> {
         record.validate()?;
-        pg::block_on(self.put_async(record))
+        match self.call(Op::Put(Box::new(record.clone())))? {
+            Answer::Done => Ok(()),
+            _ => Err(unexpected()),
+        }
     }
 
     fn delete(&self, name: &str) -> Result<bool, UserDbError> {
-        pg::block_on(self.delete_async(name))
+        match self.call(Op::Delete(name.to_owned()))? {
+            Answer::Deleted(found) => Ok(found),
+            _ => Err(unexpected()),
+        }
     }
 }
