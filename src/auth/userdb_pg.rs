@@ -60,7 +60,7 @@ enum Op {
 }
 
 enum Answer {
-    User(Option<UserRecord>),
+    User(Option<Box<UserRecord>>),
     Users(Vec<UserRecord>),
     Done,
     Deleted(bool),
@@ -172,7 +172,7 @@ impl Inner {
 
     async fn run(&self, client: &mut Client, op: &Op) -> Result<Answer, UserDbError> {
         Ok(match op {
-            Op::Get(name) => Answer::User(self.get_async(client, name).await?),
+            Op::Get(name) => Answer::User(self.get_async(client, name).await?.map(Box::new)),
             Op::List => Answer::Users(self.list_async(client).await?),
             Op::Put(record) => {
                 self.put_async(client, record).await?;
@@ -357,7 +357,7 @@ fn unexpected() -> UserDbError {
 impl UserStore for PgUserStore {
     fn get(&self, name: &str) -> Result<Option<UserRecord>, UserDbError> {
         match self.call(Op::Get(name.to_owned()))? {
-            Answer::User(user) => Ok(user),
+            Answer::User(user) => Ok(user.map(|u| *u)),
             _ => Err(unexpected()),
         }
     }
