@@ -9,7 +9,7 @@
 //!   accept with 421;
 //! - a user's session limit counts the sessions of both nodes;
 //! - with the database down, logins are refused with 530 and running
-//!   sessions go on;
+//!   sessions go on; once it is back, logins work again;
 //! - the store itself: round trip of every field, concurrent first starts.
 //!
 //! Without PostgreSQL the tests fail in CI (`CI` set) and are skipped with

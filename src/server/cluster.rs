@@ -180,6 +180,21 @@ impl Cluster {
         result
     }
 
+    /// As [`Cluster::run`] for the steps of a login, which must not wait
+    /// for a database known to be down: while the last operation failed,
+    /// they give up at once, and the periodic refresh finds out when it is
+    /// back.
+    async fn run_quick<T>(
+        &self,
+        what: &str,
+        op: impl std::future::Future<Output = Result<T, ClusterError>>,
+    ) -> Result<T, ClusterError> {
+        if !self.reachable.load(Ordering::Relaxed) {
+            return Err(ClusterError("database unavailable".into()));
+        }
+        self.run(what, op).await
+    }
+
     /// If `ip` is banned in the shared list (as last read), the time left.
     /// Memory only: called at accept.
     pub fn banned(&self, ip: IpAddr, cfg: &BanConfig) -> Option<Duration> {
@@ -202,7 +217,7 @@ impl Cluster {
         let duration = cfg.duration as f64;
         let max = i64::from(cfg.max_failures);
         let banned = self
-            .run("failed login", async {
+            .run_quick("failed login", async {
                 let c = self.client().await?;
                 c.execute("INSERT INTO ban_failures (key, at) VALUES ($1, now())", &[&key]).await?;
                 let n: i64 = c
@@ -267,7 +282,7 @@ impl Cluster {
     pub async fn sessions_elsewhere(&self, user: &str) -> Result<u32, ClusterError> {
         let stale = (self.refresh * STALE_PERIODS).as_secs_f64().max(3.0);
         let n: i64 = self
-            .run("session count", async {
+            .run_quick("session count", async {
                 let c = self.client().await?;
                 let row = c
                     .query_one(
@@ -287,7 +302,7 @@ impl Cluster {
     /// without waiting for the next heartbeat.
     pub async fn publish_sessions(&self, user: &str, sessions: u32) -> Result<(), ClusterError> {
         let sessions = i64::from(sessions);
-        self.run("session count", async {
+        self.run_quick("session count", async {
             let c = self.client().await?;
             c.execute(
                 r#"INSERT INTO cluster_sessions (node, "user", sessions) VALUES ($1, $2, $3)

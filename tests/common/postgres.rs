@@ -93,24 +93,36 @@ impl Postgres {
         // A free port may be taken between the check and the start: retry.
         for attempt in 0.. {
             pg.port = super::free_port();
-            let options = format!(
-                "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c full_page_writes=off",
-                pg.port,
-                sockets.display()
-            );
-            let log = pg.dir.path().join("sockets/server.log");
-            let ok = pg.try_run(
-                "pg_ctl",
-                &["-D", &data, "-l", log.to_str().unwrap(), "-w", "-t", "60", "-o", &options, "start"],
-                Duration::from_secs(90),
-            );
-            if ok {
+            if pg.try_start() {
                 return Some(pg);
             }
+            let log = pg.dir.path().join("sockets/server.log");
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             assert!(attempt < 3, "PostgreSQL did not start:\n{text}");
         }
         unreachable!()
+    }
+
+    fn try_start(&self) -> bool {
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c full_page_writes=off",
+            self.port,
+            self.dir.path().join("sockets").display()
+        );
+        let log = self.dir.path().join("sockets/server.log");
+        let data = self.data.to_str().unwrap();
+        let ok = self.try_run(
+            "pg_ctl",
+            &["-D", data, "-l", log.to_str().unwrap(), "-w", "-t", "60", "-o", &options, "start"],
+            Duration::from_secs(90),
+        );
+        self.stopped.set(!ok);
+        ok
+    }
+
+    /// Starts the server again after [`Postgres::stop`], on the same port.
+    pub fn restart(&self) {
+        assert!(self.try_start(), "PostgreSQL did not start again");
     }
 
     /// A URL for the cluster's default database.
