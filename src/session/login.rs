@@ -111,17 +111,11 @@ impl Session {
     async fn login_failed(&mut self, started: tokio::time::Instant, module: &str) -> Outcome {
         self.failures += 1;
         self.count_login(false, module);
-        let live = self.shared.live();
-        let mut verdict = self.shared.bans.failure(self.peer.ip(), &live.config.ban);
-        if let (FailureVerdict::Counted | FailureVerdict::Banned(_), Some(cluster)) =
-            (verdict, &self.shared.cluster)
-        {
+        let mut verdict = self.shared.bans.failure(self.peer.ip(), &self.shared.live().config.ban);
+        if self.shared.cluster.is_some() && verdict != FailureVerdict::Exempt {
             // Counted on every node; the reply waits for the delay anyway.
             // Boxed: the session's future stays as small as without a cluster.
-            let shared = Box::pin(cluster.failure(self.peer.ip(), &live.config.ban)).await;
-            if let (FailureVerdict::Counted, Ok(Some(length))) = (verdict, shared) {
-                verdict = FailureVerdict::Banned(length);
-            }
+            verdict = Box::pin(shared_failure(&self.shared, self.peer.ip(), verdict)).await;
         }
         if let (FailureVerdict::Banned(_), Some(m)) = (verdict, &self.shared.metrics) {
             m.banned();
@@ -175,6 +169,21 @@ async fn cluster_admits(shared: &crate::server::Shared, user: &str, limit: u32) 
             true
         }
         Err(_) => true,
+    }
+}
+
+/// With `[cluster]`: counts the failure on every node; `Banned` when that
+/// count reached the threshold (the node's own `verdict` otherwise).
+async fn shared_failure(
+    shared: &crate::server::Shared,
+    ip: std::net::IpAddr,
+    verdict: FailureVerdict,
+) -> FailureVerdict {
+    let Some(cluster) = &shared.cluster else { return verdict };
+    let live = shared.live();
+    match (verdict, cluster.failure(ip, &live.config.ban).await) {
+        (FailureVerdict::Counted, Ok(Some(length))) => FailureVerdict::Banned(length),
+        _ => verdict,
     }
 }
 
