@@ -6,7 +6,7 @@
 //! - a user added with `ferroftpd user add --db postgres://…` logs in on
 //!   both nodes, and is gone from both once deleted;
 //! - failed logins on node A ban the address, and node B then refuses it at
-//!   accept with 421;
+//!   accept with 421; B's web admin lists the ban and lifts it on both;
 //! - a user's session limit counts the sessions of both nodes;
 //! - with the database down, logins are refused with 530 and running
 //!   sessions go on; once it is back, logins work again;
@@ -131,7 +131,16 @@ fn a_ban_made_on_one_node_is_refused_on_the_other() {
     std::fs::create_dir(dir.join("root")).unwrap();
     let store = PgUserStore::open(&pg.url()).unwrap();
     store.put(&UserRecord::new(USER, hash_password(PASSWORD).unwrap(), dir.join("root"))).unwrap();
-    let (a, b) = two_nodes(dir, &pg.url(), "[ban]\nmax_failures = 3\nwindow = 60\nduration = 60\n");
+    ferroftpd::admin::accounts::AdminAccounts::open(dir.join("admins.db"))
+        .unwrap()
+        .set("root", "admin-pw-1")
+        .unwrap();
+    let (a, b) = two_nodes(
+        dir,
+        &pg.url(),
+        "[ban]\nmax_failures = 3\nwindow = 60\nduration = 60\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\nusers = \"admins.db\"\n",
+    );
 
     // B works before the ban; a session open there goes on after it.
     let mut open_on_b = Ftp::connect(b.addr);
@@ -167,6 +176,30 @@ fn a_ban_made_on_one_node_is_refused_on_the_other() {
     let again = Ftp::connect_any(a.addr);
     assert_eq!((again.greeting.code, again.greeting.message()), BANNED);
     open_on_b.expect("NOOP", 200);
+
+    // B's web admin lists the ban made on A; lifting it there lifts it on
+    // both nodes.
+    let admin = b.admin_addr();
+    let cookie = http::login(admin, "root", "admin-pw-1");
+    let page = http::request(admin, "GET", "/", Some(&cookie), &[]);
+    assert_eq!(
+        page.field("ip").as_deref(),
+        Some("127.0.0.1"),
+        "an Unban button for the shared ban:\n{}",
+        page.body
+    );
+    let csrf = page.field("csrf").expect("a CSRF field");
+    let r =
+        http::request(admin, "POST", "/bans/unban", Some(&cookie), &[("csrf", &csrf), ("ip", "127.0.0.1")]);
+    assert!(r.status == 303 || r.status == 200, "{}", r.body);
+    for node in [&b, &a] {
+        assert!(
+            wait_until(Duration::from_secs(10), || Ftp::connect_any(node.addr).greeting.code == 220),
+            "still banned after the unban:\n{}",
+            node.log_text()
+        );
+    }
+    Ftp::connect(a.addr).login(USER, PASSWORD);
 }
 
 #[test]

@@ -16,9 +16,10 @@
 //!   longer counts. Two logins at the same instant on two nodes may both
 //!   pass, and a logout elsewhere is seen at the next heartbeat.
 //!
-//! When the database cannot be reached, each node falls back to its own
-//! view: its own bans and failure counts, the last copy of the shared ban
-//! list (until those bans expire) and its own session counts. Errors are
+//! While the database answers, it alone counts failures and bans; when it
+//! cannot be reached, each node falls back to its own view: its own
+//! failure counts and bans ([`ban::BanList`]), the last copy of the shared
+//! ban list (until those bans expire) and its own session counts. Errors are
 //! logged; logins are never refused only because this state is unavailable.
 //! Time is the database's (`now()`), so nodes' clocks need not agree.
 

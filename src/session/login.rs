@@ -111,12 +111,12 @@ impl Session {
     async fn login_failed(&mut self, started: tokio::time::Instant, module: &str) -> Outcome {
         self.failures += 1;
         self.count_login(false, module);
-        let mut verdict = self.shared.bans.failure(self.peer.ip(), &self.shared.live().config.ban);
-        if self.shared.cluster.is_some() && verdict != FailureVerdict::Exempt {
-            // Counted on every node; the reply waits for the delay anyway.
+        let verdict = if self.shared.cluster.is_some() {
             // Boxed: the session's future stays as small as without a cluster.
-            verdict = Box::pin(shared_failure(&self.shared, self.peer.ip(), verdict)).await;
-        }
+            Box::pin(shared_failure(&self.shared, self.peer.ip())).await
+        } else {
+            self.shared.bans.failure(self.peer.ip(), &self.shared.live().config.ban)
+        };
         if let (FailureVerdict::Banned(_), Some(m)) = (verdict, &self.shared.metrics) {
             m.banned();
         }
@@ -172,18 +172,20 @@ async fn cluster_admits(shared: &crate::server::Shared, user: &str, limit: u32) 
     }
 }
 
-/// With `[cluster]`: counts the failure on every node; `Banned` when that
-/// count reached the threshold (the node's own `verdict` otherwise).
-async fn shared_failure(
-    shared: &crate::server::Shared,
-    ip: std::net::IpAddr,
-    verdict: FailureVerdict,
-) -> FailureVerdict {
-    let Some(cluster) = &shared.cluster else { return verdict };
+/// With `[cluster]`: the failure is counted, and the address banned, in
+/// the shared tables while the database answers; when it does not, by
+/// this node on its own (and the reply waits for the delay anyway).
+async fn shared_failure(shared: &crate::server::Shared, ip: std::net::IpAddr) -> FailureVerdict {
     let live = shared.live();
-    match (verdict, cluster.failure(ip, &live.config.ban).await) {
-        (FailureVerdict::Counted, Ok(Some(length))) => FailureVerdict::Banned(length),
-        _ => verdict,
+    let cfg = &live.config.ban;
+    let Some(cluster) = &shared.cluster else { return shared.bans.failure(ip, cfg) };
+    if cfg.max_failures == 0 || crate::server::ban::allowed(ip, cfg) {
+        return FailureVerdict::Exempt;
+    }
+    match cluster.failure(ip, cfg).await {
+        Ok(Some(length)) => FailureVerdict::Banned(length),
+        Ok(None) => FailureVerdict::Counted,
+        Err(_) => shared.bans.failure(ip, cfg),
     }
 }
 
