@@ -28,6 +28,11 @@ pub struct PgUserStore {
 /// Most idle connections kept for the next operations.
 const MAX_IDLE: usize = 4;
 
+/// Most connections open at once (operations beyond wait their turn), so a
+/// storm of logins on many nodes stays within the database's
+/// `max_connections`.
+const MAX_CONNECTIONS: usize = 8;
+
 /// Longest an operation may take, connecting included.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -37,6 +42,8 @@ struct Inner {
     /// Connections between operations: each one serves one operation at
     /// a time (writes are transactions).
     idle: Mutex<Vec<Client>>,
+    /// One permit per open connection.
+    permits: tokio::sync::Semaphore,
     /// Drives the connections; its own, so the store works from any
     /// context (see [`PgUserStore::call`]).
     runtime: Option<tokio::runtime::Runtime>,
@@ -75,7 +82,12 @@ impl PgUserStore {
             .thread_name("ferroftpd-pg")
             .enable_all()
             .build()?;
-        let inner = Arc::new(Inner { target, idle: Mutex::new(Vec::new()), runtime: Some(runtime) });
+        let inner = Arc::new(Inner {
+            target,
+            idle: Mutex::new(Vec::new()),
+            permits: tokio::sync::Semaphore::new(MAX_CONNECTIONS),
+            runtime: Some(runtime),
+        });
         let store = PgUserStore { inner };
         let migrating = store.inner.clone();
         store.spawn_and_wait(async move {
@@ -155,6 +167,13 @@ impl Inner {
     /// connection the server has closed meanwhile (a restart of the
     /// database) fails; the operation is then tried once more on a new one.
     async fn execute(&self, op: Op) -> Result<Answer, UserDbError> {
+        // Idle connections hold no permit: at most MAX_CONNECTIONS are in
+        // use, plus MAX_IDLE waiting.
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| UserDbError::Invalid("user database: store closed".into()))?;
         let pooled = self.idle().pop();
         let retry = pooled.is_some();
         let mut client = match pooled {
