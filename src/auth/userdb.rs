@@ -825,6 +825,21 @@ mod tests {
     }
 
     #[test]
+    fn locations_from_arguments_and_configuration() {
+        let url = "postgres://ftp:pw@db.example/ftpd";
+        assert_eq!(Location::from_arg(Path::new(url)), Location::Postgres(url.into()));
+        assert_eq!(Location::from_arg(Path::new("users.db")), Location::File("users.db".into()));
+        assert_eq!(Location::Postgres(url.into()).to_string(), "postgres://ftp:***@db.example/ftpd");
+        let mut c = crate::config::UserDbConfig::default();
+        assert_eq!(Location::from_config(&c), Location::File(c.path.clone()));
+        c.url = Some(url.into());
+        assert_eq!(Location::from_config(&c), Location::Postgres(url.into()));
+        // A bad URL is an input error, not a panic or a file of that name.
+        let bad = Location::Postgres("postgres://u@h:notaport/db".into()).open().unwrap_err();
+        assert!(matches!(bad, UserDbError::Invalid(_)), "{bad}");
+    }
+
+    #[test]
     fn newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let s = store(&dir);
