@@ -220,7 +220,18 @@ impl Cluster {
         let banned = self
             .run_quick("failed login", async {
                 let c = self.client().await?;
-                c.execute("INSERT INTO ban_failures (key, at) VALUES ($1, now())", &[&key]).await?;
+                // Sessions opened before a ban go on failing: not counted
+                // again (as in the node's own table).
+                let counted = c
+                    .execute(
+                        "INSERT INTO ban_failures (key, at) SELECT $1, now()
+                         WHERE NOT EXISTS (SELECT 1 FROM bans WHERE key = $1 AND until > now())",
+                        &[&key],
+                    )
+                    .await?;
+                if counted == 0 {
+                    return Ok(false);
+                }
                 let n: i64 = c
                     .query_one(
                         "SELECT count(*) FROM ban_failures WHERE key = $1 AND at > now() - make_interval(secs => $2)",
