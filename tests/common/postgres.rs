@@ -65,8 +65,12 @@ impl Postgres {
             eprintln!("SKIPPED: PostgreSQL is not installed (apt-get install postgresql)");
             return None;
         };
-        let dir = tempfile::tempdir().expect("temporary directory");
         let as_user = is_root();
+        // Under root, in /tmp: a TMPDIR private to root would keep the
+        // unprivileged account out.
+        let base = if as_user { PathBuf::from("/tmp") } else { std::env::temp_dir() };
+        let dir =
+            tempfile::Builder::new().prefix("ferroftpd-pg").tempdir_in(base).expect("temporary directory");
         let data = dir.path().join("data");
         let sockets = dir.path().join("sockets");
         std::fs::create_dir(&data).unwrap();
