@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod data;
 pub mod perm;
+pub mod pg;
 pub mod proto;
 pub mod server;
 pub mod session;

@@ -17,7 +17,7 @@ use rand::rngs::OsRng;
 use ferroftpd::admin::accounts::AdminAccounts;
 use ferroftpd::auth::anonymous::{self, Anonymous};
 use ferroftpd::auth::password::hash_password;
-use ferroftpd::auth::userdb::{self, SqliteUserStore, UserDbError, UserRecord, UserStore};
+use ferroftpd::auth::userdb::{self, Location, UserDbError, UserRecord};
 use ferroftpd::auth::{build_chain, Account, AuthChain};
 use ferroftpd::config::{self, AdminConfig, Config};
 use ferroftpd::perm;
@@ -201,10 +201,11 @@ struct ServeArgs {
 
 #[derive(Debug, Args)]
 struct UserArgs {
-    /// User database (default: userdb.path of --config, else ./ferroftpd-users.db).
-    #[arg(long, global = true, value_name = "PATH")]
+    /// User database: a SQLite file or a postgres://user@host/db URL
+    /// (default: userdb.url or userdb.path of --config, else ./ferroftpd-users.db).
+    #[arg(long, global = true, value_name = "PATH|URL")]
     db: Option<PathBuf>,
-    /// Configuration file whose userdb.path to use.
+    /// Configuration file whose userdb.url or userdb.path to use.
     #[arg(long, short, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -505,7 +506,7 @@ fn known_accounts(config: &Config) -> Known {
         accounts.push(Anonymous::from_config(&config.anonymous).account());
     }
     if chain.iter().any(|m| m == userdb::MODULE_NAME) {
-        match SqliteUserStore::open_existing(&config.userdb.path).and_then(|s| s.list()) {
+        match userdb::Location::from_config(&config.userdb).open_existing().and_then(|s| s.list()) {
             Ok(users) => {
                 for u in users {
                     match u.to_account() {
@@ -869,7 +870,7 @@ fn demo_config() -> Result<Config, Failure> {
 fn install_demo_user(config: &Config) -> Result<String, Failure> {
     let password = Alphanumeric.sample_string(&mut OsRng, 16);
     let hash = hash_password(&password).map_err(Failure::failed)?;
-    let store = SqliteUserStore::open(&config.userdb.path)?;
+    let store = userdb::Location::from_config(&config.userdb).open()?;
     let record = match store.get(DEMO_USER)? {
         Some(existing) => UserRecord { password_hash: hash, ..existing },
         None => UserRecord::new(DEMO_USER, hash, config.anonymous.root.clone()),
@@ -924,14 +925,16 @@ fn print_demo_banner(config: &Config, password: &str, admin_password: &str) {
 
 fn user(args: UserArgs) -> Result<(), Failure> {
     let db = match (&args.db, &args.config) {
-        (Some(db), _) => db.clone(),
-        (None, Some(file)) => config::load_file(file).map_err(Failure::config)?.userdb.path,
-        (None, None) => PathBuf::from(DEFAULT_DB),
+        (Some(db), _) => Location::from_arg(db),
+        (None, Some(file)) => {
+            Location::from_config(&config::load_file(file).map_err(Failure::config)?.userdb)
+        }
+        (None, None) => Location::File(PathBuf::from(DEFAULT_DB)),
     };
     match args.command {
         UserCommand::Add(a) => user_add(&db, a),
         UserCommand::Del { name } => {
-            let store = SqliteUserStore::open_existing(&db)?;
+            let store = db.open_existing()?;
             if !store.delete(&name)? {
                 return Err(no_such_user(&name, &db));
             }
@@ -940,7 +943,7 @@ fn user(args: UserArgs) -> Result<(), Failure> {
         }
         UserCommand::List => user_list(&db),
         UserCommand::Passwd { name, password } => {
-            let store = SqliteUserStore::open_existing(&db)?;
+            let store = db.open_existing()?;
             let mut record = store.get(&name)?.ok_or_else(|| no_such_user(&name, &db))?;
             let Some(password) = read_password(&password, &name, true)? else {
                 return Err(Failure::input("no password given"));
@@ -953,7 +956,7 @@ fn user(args: UserArgs) -> Result<(), Failure> {
         UserCommand::Mod(m) => user_mod(&db, m),
         UserCommand::Quota { name } => user_quota(&db, &name),
         UserCommand::Rules { name } => {
-            let store = SqliteUserStore::open_existing(&db)?;
+            let store = db.open_existing()?;
             let record = store.get(&name)?.ok_or_else(|| no_such_user(&name, &db))?;
             if record.rules.is_empty() {
                 println!("`{name}` has no rules of its own");
@@ -966,11 +969,11 @@ fn user(args: UserArgs) -> Result<(), Failure> {
     }
 }
 
-fn no_such_user(name: &str, db: &Path) -> Failure {
-    Failure::failed(format!("no user `{name}` in {}", db.display()))
+fn no_such_user(name: &str, db: &Location) -> Failure {
+    Failure::failed(format!("no user `{name}` in {db}"))
 }
 
-fn user_add(db: &Path, a: AddArgs) -> Result<(), Failure> {
+fn user_add(db: &Location, a: AddArgs) -> Result<(), Failure> {
     userdb::validate_name(&a.name)?;
     let root = existing_dir("--root", &a.root)?;
     let initial_dir = virtual_dir("--initial-dir", &a.initial_dir)?;
@@ -988,7 +991,7 @@ fn user_add(db: &Path, a: AddArgs) -> Result<(), Failure> {
     record.rules = a.rules.iter().map(|r| rule_text(r)).collect::<Result<_, _>>()?;
     a.shaping.apply(&mut record.shaping)?;
     record.validate()?;
-    let store = SqliteUserStore::open(db)?;
+    let store = db.open()?;
     if store.get(&a.name)?.is_some() {
         return Err(Failure::failed(format!(
             "user `{}` already exists; change it with `ferroftpd user mod {}`",
@@ -1005,8 +1008,8 @@ fn user_add(db: &Path, a: AddArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn user_mod(db: &Path, m: ModArgs) -> Result<(), Failure> {
-    let store = SqliteUserStore::open_existing(db)?;
+fn user_mod(db: &Location, m: ModArgs) -> Result<(), Failure> {
+    let store = db.open_existing()?;
     let mut record = store.get(&m.name)?.ok_or_else(|| no_such_user(&m.name, db))?;
     let before = record.clone();
     if let Some(root) = &m.root {
@@ -1078,8 +1081,8 @@ fn user_mod(db: &Path, m: ModArgs) -> Result<(), Failure> {
 
 /// `user quota NAME`: usage counted now under the root, the limits, and
 /// the other per-user limits.
-fn user_quota(db: &Path, name: &str) -> Result<(), Failure> {
-    let store = SqliteUserStore::open_existing(db)?;
+fn user_quota(db: &Location, name: &str) -> Result<(), Failure> {
+    let store = db.open_existing()?;
     let record = store.get(name)?.ok_or_else(|| no_such_user(name, db))?;
     let (bytes, files) = ferroftpd::vfs::quota::count(&record.root)
         .map_err(|e| Failure::failed(format!("cannot count {}: {e}", record.root.display())))?;
@@ -1097,11 +1100,11 @@ fn user_quota(db: &Path, name: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-fn user_list(db: &Path) -> Result<(), Failure> {
-    let store = SqliteUserStore::open_existing(db)?;
+fn user_list(db: &Location) -> Result<(), Failure> {
+    let store = db.open_existing()?;
     let users = store.list()?;
     if users.is_empty() {
-        println!("no users in {}", db.display());
+        println!("no users in {db}");
         return Ok(());
     }
     let header = ["NAME", "STATE", "ACCESS", "SESSIONS", "ROOT", "INITIAL", "GROUPS", "RULES", "MOUNTS"];

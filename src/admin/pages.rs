@@ -14,7 +14,7 @@ use toml_edit::{value, Array, ArrayOfTables, Item, Table};
 use super::html::{button_form, bytes, csrf_field, esc, notice, page, url};
 use super::{config_file, AdminSession, AdminState, Posted, Viewer};
 use crate::auth::password::hash_password;
-use crate::auth::userdb::{SqliteUserStore, UserRecord, UserStore};
+use crate::auth::userdb::{Location, UserRecord, UserStore};
 use crate::perm::explain::{explain, PathKind};
 use crate::perm::Operation;
 use crate::vfs::{normalize, MountSpec};
@@ -56,7 +56,16 @@ pub async fn dashboard(
     let shared = &state.shared;
     let totals = &shared.registry.totals;
     let sessions = shared.registry.snapshot();
-    let bans = shared.bans.banned_list();
+    let mut bans = shared.bans.banned_list();
+    if let Some(cluster) = &shared.cluster {
+        // Bans made on other nodes too (an address banned here is listed once).
+        for (ip, left) in cluster.banned_list() {
+            if !bans.iter().any(|(b, _)| *b == ip) {
+                bans.push((ip, left));
+            }
+        }
+        bans.sort_by_key(|e| std::cmp::Reverse(e.1));
+    }
     let mut body = flash(&params);
     body.push_str("<meta http-equiv=\"refresh\" content=\"5\"><div class=\"stats\">");
     for (value, label) in [
@@ -158,7 +167,14 @@ pub async fn unban(State(state): State<Arc<AdminState>>, Posted { admin, form }:
     let Ok(ip) = field(&form, "ip").parse::<std::net::IpAddr>() else {
         return back("/", "error", "Not an address.");
     };
-    if state.shared.bans.unban(ip) {
+    let mut lifted = state.shared.bans.unban(ip);
+    if let Some(cluster) = &state.shared.cluster {
+        match cluster.unban(ip).await {
+            Ok(shared) => lifted |= shared,
+            Err(e) => return back("/", "error", &format!("The shared ban list is unavailable: {e}")),
+        }
+    }
+    if lifted {
         tracing::info!(admin = %admin.name, address = %ip, "ban lifted by an admin");
         back("/", "ok", &format!("{ip} unbanned."))
     } else {
@@ -168,8 +184,8 @@ pub async fn unban(State(state): State<Arc<AdminState>>, Posted { admin, form }:
 
 // ---- Users -----------------------------------------------------------------
 
-fn store(state: &AdminState) -> Result<SqliteUserStore, String> {
-    SqliteUserStore::open(&state.shared.live().config.userdb.path).map_err(|e| e.to_string())
+fn store(state: &AdminState) -> Result<Arc<dyn UserStore>, String> {
+    Location::from_config(&state.shared.live().config.userdb).open().map_err(|e| e.to_string())
 }
 
 pub async fn users(

@@ -64,10 +64,12 @@ pub fn build_chain(config: &Config) -> Result<AuthChain, ConfigError> {
         }
         let module: Arc<dyn Authenticator> = match name.as_str() {
             anonymous::MODULE_NAME => Arc::new(Anonymous::from_config(&config.anonymous)),
-            userdb::MODULE_NAME => Arc::new(
-                UserDb::open_sqlite(&config.userdb.path)
-                    .map_err(|e| ConfigError(format!("userdb.path: cannot open the user database: {e}")))?,
-            ),
+            userdb::MODULE_NAME => {
+                Arc::new(UserDb::open(&userdb::Location::from_config(&config.userdb)).map_err(|e| {
+                    let key = if config.userdb.url.is_some() { "userdb.url" } else { "userdb.path" };
+                    ConfigError(format!("{key}: cannot open the user database: {e}"))
+                })?)
+            }
             pam::MODULE_NAME => Arc::new(Pam::from_config(&config.pam).map_err(ConfigError)?),
             planned if PLANNED_AUTH_MODULES.contains(&planned) => {
                 return Err(ConfigError(format!(

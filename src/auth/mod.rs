@@ -8,6 +8,7 @@ pub mod chain;
 pub mod pam;
 pub mod password;
 pub mod userdb;
+pub mod userdb_pg;
 
 pub use chain::{build_chain, AuthChain, LoginResult};
 

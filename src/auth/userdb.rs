@@ -206,8 +206,16 @@ pub enum UserDbError {
     TooNew { path: PathBuf, found: i64, known: i64 },
     #[error("user database {path}: user `{user}` is damaged: {reason}")]
     Corrupt { path: PathBuf, user: String, reason: String },
+    #[error("user database {target}: {message}")]
+    Postgres { target: String, message: String },
     #[error("{0}")]
     Invalid(String),
+}
+
+impl From<std::io::Error> for UserDbError {
+    fn from(e: std::io::Error) -> Self {
+        UserDbError::Invalid(format!("user database: {e}"))
+    }
 }
 
 /// Where virtual users are kept. Blocking: async callers run it in
@@ -350,19 +358,6 @@ impl SqliteUserStore {
     }
 
     fn read_user(&self, conn: &Connection, row: RawUser) -> Result<UserRecord, UserDbError> {
-        let corrupt =
-            |reason: String| UserDbError::Corrupt { path: self.path.clone(), user: row.name.clone(), reason };
-        let max_sessions = match row.max_sessions {
-            None => None,
-            Some(n) => Some(u32::try_from(n).map_err(|_| corrupt(format!("max_sessions {n} out of range")))?),
-        };
-        let unsigned = |what: &str, v: Option<i64>| -> Result<Option<u64>, UserDbError> {
-            v.map(|n| u64::try_from(n).map_err(|_| corrupt(format!("{what} {n} out of range")))).transpose()
-        };
-        let download_rate = unsigned("download_rate", row.download_rate)?.map(crate::config::Rate);
-        let upload_rate = unsigned("upload_rate", row.upload_rate)?.map(crate::config::Rate);
-        let quota_bytes = unsigned("quota_bytes", row.quota_bytes)?;
-        let quota_files = unsigned("quota_files", row.quota_files)?;
         let mut stmt = conn
             .prepare_cached("SELECT network FROM user_allow_from WHERE user = ?1 ORDER BY position")
             .map_err(|e| self.err(e))?;
@@ -370,10 +365,6 @@ impl SqliteUserStore {
             .query_map([&row.name], |r| r.get(0))
             .and_then(|rows| rows.collect::<Result<Vec<String>, _>>())
             .map_err(|e| self.err(e))?;
-        let allow_from = networks
-            .iter()
-            .map(|n| n.parse::<crate::config::Cidr>().map_err(|e| corrupt(format!("allow_from: {e}"))))
-            .collect::<Result<Vec<_>, _>>()?;
         let mut stmt = conn
             .prepare_cached(
                 "SELECT virtual_path, real_path, read_only FROM user_mounts WHERE user = ?1 ORDER BY position",
@@ -403,38 +394,77 @@ impl SqliteUserStore {
             .query_map([&row.name], |r| r.get(0))
             .and_then(|rows| rows.collect::<Result<Vec<String>, _>>())
             .map_err(|e| self.err(e))?;
+        row.into_record(&self.path, Children { networks, mounts, groups, rules })
+    }
+}
+
+/// A user's child rows, as read.
+pub(crate) struct Children {
+    pub networks: Vec<String>,
+    pub mounts: Vec<MountSpec>,
+    pub groups: Vec<String>,
+    pub rules: Vec<String>,
+}
+
+impl RawUser {
+    /// The record, checking what the database's types cannot (`where`
+    /// names the database in errors).
+    pub(crate) fn into_record(self, location: &Path, children: Children) -> Result<UserRecord, UserDbError> {
+        let row = self;
+        let corrupt = |reason: String| UserDbError::Corrupt {
+            path: location.to_path_buf(),
+            user: row.name.clone(),
+            reason,
+        };
+        let max_sessions = match row.max_sessions {
+            None => None,
+            Some(n) => Some(u32::try_from(n).map_err(|_| corrupt(format!("max_sessions {n} out of range")))?),
+        };
+        let unsigned = |what: &str, v: Option<i64>| -> Result<Option<u64>, UserDbError> {
+            v.map(|n| u64::try_from(n).map_err(|_| corrupt(format!("{what} {n} out of range")))).transpose()
+        };
+        let download_rate = unsigned("download_rate", row.download_rate)?.map(crate::config::Rate);
+        let upload_rate = unsigned("upload_rate", row.upload_rate)?.map(crate::config::Rate);
+        let quota_bytes = unsigned("quota_bytes", row.quota_bytes)?;
+        let quota_files = unsigned("quota_files", row.quota_files)?;
+        let allow_from = children
+            .networks
+            .iter()
+            .map(|n| n.parse::<crate::config::Cidr>().map_err(|e| corrupt(format!("allow_from: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(UserRecord {
             name: row.name,
             password_hash: row.password_hash,
             enabled: row.enabled,
             root: PathBuf::from(row.root),
             initial_dir: row.initial_dir,
-            mounts,
-            groups,
+            mounts: children.mounts,
+            groups: children.groups,
             read_only: row.read_only,
             max_sessions,
-            rules,
+            rules: children.rules,
             shaping: AccountLimits { download_rate, upload_rate, allow_from, quota_bytes, quota_files },
         })
     }
 }
 
 /// A `users` row before its children are read.
-struct RawUser {
-    name: String,
-    password_hash: String,
-    enabled: bool,
-    root: String,
-    initial_dir: String,
-    read_only: bool,
-    max_sessions: Option<i64>,
-    download_rate: Option<i64>,
-    upload_rate: Option<i64>,
-    quota_bytes: Option<i64>,
-    quota_files: Option<i64>,
+pub(crate) struct RawUser {
+    pub name: String,
+    pub password_hash: String,
+    pub enabled: bool,
+    pub root: String,
+    pub initial_dir: String,
+    pub read_only: bool,
+    pub max_sessions: Option<i64>,
+    pub download_rate: Option<i64>,
+    pub upload_rate: Option<i64>,
+    pub quota_bytes: Option<i64>,
+    pub quota_files: Option<i64>,
 }
 
-const USER_COLUMNS: &str = "name, password_hash, enabled, root, initial_dir, read_only, max_sessions, \
+pub(crate) const USER_COLUMNS: &str =
+    "name, password_hash, enabled, root, initial_dir, read_only, max_sessions, \
                             download_rate, upload_rate, quota_bytes, quota_files";
 
 fn raw_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawUser> {
@@ -454,12 +484,12 @@ fn raw_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawUser> {
 }
 
 /// SQLite integers are signed; larger values (absurd as limits) are capped.
-fn sql_int(v: u64) -> i64 {
+pub(crate) fn sql_int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// Paths are checked to be UTF-8 by [`UserRecord::validate`] before storing.
-fn path_text(p: &Path) -> String {
+pub(crate) fn path_text(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
@@ -556,6 +586,58 @@ impl UserStore for SqliteUserStore {
     }
 }
 
+/// Where the user database is: a SQLite file or a PostgreSQL URL
+/// (`[userdb] url`, or a `--db` argument starting with `postgres://`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    File(PathBuf),
+    Postgres(String),
+}
+
+impl Location {
+    /// `userdb.url` when set, else `userdb.path`.
+    pub fn from_config(config: &crate::config::UserDbConfig) -> Location {
+        match &config.url {
+            Some(url) => Location::Postgres(url.clone()),
+            None => Location::File(config.path.clone()),
+        }
+    }
+
+    /// A `--db` argument: a `postgres://` URL or a file path.
+    pub fn from_arg(arg: &Path) -> Location {
+        match arg.to_str() {
+            Some(s) if crate::pg::is_url(s) => Location::Postgres(s.to_string()),
+            _ => Location::File(arg.to_path_buf()),
+        }
+    }
+
+    /// Opens the store, creating a SQLite file if missing; migrations run.
+    pub fn open(&self) -> Result<Arc<dyn UserStore>, UserDbError> {
+        Ok(match self {
+            Location::File(path) => Arc::new(SqliteUserStore::open(path)?),
+            Location::Postgres(url) => Arc::new(super::userdb_pg::PgUserStore::open(url)?),
+        })
+    }
+
+    /// Opens the store without creating a SQLite file (a PostgreSQL
+    /// database must exist already; its tables are created if missing).
+    pub fn open_existing(&self) -> Result<Arc<dyn UserStore>, UserDbError> {
+        Ok(match self {
+            Location::File(path) => Arc::new(SqliteUserStore::open_existing(path)?),
+            Location::Postgres(url) => Arc::new(super::userdb_pg::PgUserStore::open(url)?),
+        })
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::File(path) => write!(f, "{}", path.display()),
+            Location::Postgres(url) => f.write_str(&crate::pg::redact(url)),
+        }
+    }
+}
+
 /// The `userdb` authentication module.
 #[derive(Debug, Clone)]
 pub struct UserDb {
@@ -570,6 +652,11 @@ impl UserDb {
     /// The module over a SQLite database (created if missing).
     pub fn open_sqlite(path: impl Into<PathBuf>) -> Result<UserDb, UserDbError> {
         Ok(UserDb::new(Arc::new(SqliteUserStore::open(path)?)))
+    }
+
+    /// The module over the configured database (`userdb.url` or `userdb.path`).
+    pub fn open(location: &Location) -> Result<UserDb, UserDbError> {
+        Ok(UserDb::new(location.open()?))
     }
 
     pub fn store(&self) -> &Arc<dyn UserStore> {
@@ -735,6 +822,21 @@ mod tests {
         with_rule.rules = vec![r#"{ tree = "/srv", deny = ["delete"] }"#.into()];
         s.put(&with_rule).unwrap();
         assert_eq!(s.get("old").unwrap(), Some(with_rule));
+    }
+
+    #[test]
+    fn locations_from_arguments_and_configuration() {
+        let url = "postgres://ftp:pw@db.example/ftpd";
+        assert_eq!(Location::from_arg(Path::new(url)), Location::Postgres(url.into()));
+        assert_eq!(Location::from_arg(Path::new("users.db")), Location::File("users.db".into()));
+        assert_eq!(Location::Postgres(url.into()).to_string(), "postgres://ftp:***@db.example/ftpd");
+        let mut c = crate::config::UserDbConfig::default();
+        assert_eq!(Location::from_config(&c), Location::File(c.path.clone()));
+        c.url = Some(url.into());
+        assert_eq!(Location::from_config(&c), Location::Postgres(url.into()));
+        // A bad URL is an input error, not a panic or a file of that name.
+        let bad = Location::Postgres("postgres://u@h:notaport/db".into()).open().unwrap_err();
+        assert!(matches!(bad, UserDbError::Invalid(_)), "{bad}");
     }
 
     #[test]

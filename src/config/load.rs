@@ -144,6 +144,7 @@ pub const EXAMPLES: &[(&str, &str, &str)] = &[
     ("anonymous.upload_dirs", "an array of absolute virtual paths", r#"upload_dirs = ["/incoming"]"#),
     ("userdb", "a table (section)", "[userdb]"),
     ("userdb.path", "a file path string", r#"path = "/var/lib/ferroftpd/users.db""#),
+    ("userdb.url", "a postgres:// URL string", r#"url = "postgres://ferroftpd@db.example/ferroftpd""#),
     ("admin", "a table (section)", "[admin]"),
     ("admin.listen", "an address string", r#"listen = "127.0.0.1:8021""#),
     ("admin.users", "a file path string", r#"users = "/var/lib/ferroftpd/admins.db""#),
@@ -271,6 +272,10 @@ pub const EXAMPLES: &[(&str, &str, &str)] = &[
     ("metrics", "a table (section)", "[metrics]"),
     ("metrics.listen", "an address string", r#"listen = "127.0.0.1:9121""#),
     ("metrics.allow_remote", "true or false", "allow_remote = false"),
+    ("cluster", "a table (section)", "[cluster]"),
+    ("cluster.url", "a postgres:// URL string", r#"url = "postgres://ferroftpd@db.example/ferroftpd""#),
+    ("cluster.node", "a node name string (letters, digits, . _ -)", r#"node = "ftp1""#),
+    ("cluster.refresh", "a whole number of seconds, 1 to 60", "refresh = 1"),
 ];
 
 fn example_for(key: &str) -> Option<(&'static str, &'static str)> {
@@ -792,7 +797,8 @@ fn check(config: &mut Config, src: &Source<'_>) -> Result<(), ConfigError> {
         }
     }
 
-    if chain_has("userdb") {
+    check_postgres(config, src, &mut problems);
+    if chain_has("userdb") && config.userdb.url.is_none() {
         let parent = userdb_parent(&config.userdb.path);
         if !parent.is_dir() {
             problems.push(src.at_key(
@@ -908,6 +914,62 @@ fn check_admin(config: &Config, src: &Source<'_>, problems: &mut Vec<String>) {
         problems.push(src.at_key(
             "admin.session_minutes",
             "0 would log every admin out at once\n = write, for example: session_minutes = 60",
+        ));
+    }
+}
+
+/// `userdb.url` and `[cluster]`: URLs that parse (nothing is connected to
+/// here), one of `userdb.path` and `userdb.url`, and a database for the
+/// cluster.
+fn check_postgres(config: &Config, src: &Source<'_>, problems: &mut Vec<String>) {
+    const HINT: &str = "write, for example: url = \"postgres://ferroftpd@db.example:5432/ferroftpd\"";
+    let check_url = |key: &str, url: &str, problems: &mut Vec<String>| {
+        if let Err(e) = crate::pg::Target::parse(url) {
+            problems.push(src.at_key(key, &format!("{e}\n = {HINT}")));
+        }
+    };
+    if let Some(url) = &config.userdb.url {
+        check_url("userdb.url", url, problems);
+        if src.spans.entry("userdb.path").is_some() {
+            problems.push(src.at_key(
+                "userdb.path",
+                "userdb.path and userdb.url are both given: the users are in one database\n \
+                 = remove path to use PostgreSQL, or url to use the SQLite file",
+            ));
+        }
+    }
+    let Some(cluster) = &config.cluster else { return };
+    match (&cluster.url, &config.userdb.url) {
+        (Some(url), _) => check_url("cluster.url", url, problems),
+        (None, Some(_)) => {}
+        (None, None) => problems.push(src.at_key(
+            "cluster.url",
+            &format!("[cluster] needs a PostgreSQL database (or userdb.url to share)\n = {HINT}"),
+        )),
+    }
+    if let Some(node) = &cluster.node {
+        let ok = !node.is_empty()
+            && node.len() <= 64
+            && node.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'));
+        if !ok {
+            problems.push(src.at_key(
+                "cluster.node",
+                &format!(
+                    "`{}` is not a node name: 1 to 64 letters, digits, `.`, `_`, `-` or `:`\n \
+                     = write, for example: node = \"ftp1\"",
+                    node.escape_debug()
+                ),
+            ));
+        }
+    }
+    if !(1..=60).contains(&cluster.refresh) {
+        problems.push(src.at_key(
+            "cluster.refresh",
+            &format!(
+                "{} seconds is out of range (1 to 60): bans made elsewhere show up within this time\n \
+                 = write, for example: refresh = 1",
+                cluster.refresh
+            ),
         ));
     }
 }
@@ -1627,6 +1689,33 @@ mod tests {
         c.acl.rule.push(crate::config::RuleSpec { who: vec!["*".into()], ..Default::default() });
         let e = validate(&mut c, Path::new("built-in")).unwrap_err().0;
         assert!(e.contains("built-in: acl.rule.path: the rule names no place"), "{e}");
+    }
+
+    #[test]
+    fn postgres_userdb_and_cluster() {
+        let url = "postgres://ftp:secret@127.0.0.1:5432/ftpd";
+        let c = parse(&format!("[auth]\nchain = [\"userdb\"]\n[userdb]\nurl = \"{url}\"\n")).unwrap();
+        assert_eq!(c.userdb.url.as_deref(), Some(url));
+        assert_eq!(c.cluster, None, "off unless the section is present");
+        // [cluster] alone shares the user database's.
+        let c = parse(&format!("[userdb]\nurl = \"{url}\"\n[cluster]\nnode = \"ftp-1\"\n")).unwrap();
+        let cluster = c.cluster.clone().unwrap();
+        assert_eq!(cluster.database(&c.userdb), Some(url));
+        assert_eq!(cluster.refresh, 1);
+        let e = error("[userdb]\nurl = \"mysql://x@h/db\"\n");
+        assert!(e.contains("userdb.url") && e.contains("not a PostgreSQL URL"), "{e}");
+        let e = error("[userdb]\nurl = \"postgres://x:hunter2@h:99999/db\"\n");
+        assert!(e.contains("userdb.url") && e.contains("not a valid PostgreSQL URL"), "{e}");
+        // The message hides the password (the excerpt below it quotes the file as it is).
+        assert!(!e.lines().next().unwrap().contains("hunter2"), "the password must not be shown: {e}");
+        let e = error(&format!("[userdb]\npath = \"users.db\"\nurl = \"{url}\"\n"));
+        assert!(e.contains("userdb.path and userdb.url are both given"), "{e}");
+        let e = error("[cluster]\n");
+        assert!(e.contains("cluster.url") && e.contains("needs a PostgreSQL database"), "{e}");
+        let e = error(&format!("[cluster]\nurl = \"{url}\"\nnode = \"a b\"\nrefresh = 0\n"));
+        assert!(e.contains("cluster.node") && e.contains("cluster.refresh"), "{e}");
+        let e = error("[cluster]\nurl = \"postgres://h/db\"\nnodes = 1\n");
+        assert!(e.contains("nodes"), "{e}");
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub struct Config {
     pub proxy_protocol: ProxyProtocolConfig,
     /// The Prometheus endpoint; off unless the section is present.
     pub metrics: Option<MetricsConfig>,
+    /// Bans and session counts shared with other nodes through
+    /// PostgreSQL; off unless the section is present.
+    pub cluster: Option<ClusterConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -215,11 +218,14 @@ impl Default for AnonymousConfig {
 pub struct UserDbConfig {
     /// SQLite file holding the virtual users (created if missing).
     pub path: PathBuf,
+    /// A PostgreSQL database instead (`postgres://user@host/db`), shared
+    /// by several nodes; `path` is then unused.
+    pub url: Option<String>,
 }
 
 impl Default for UserDbConfig {
     fn default() -> Self {
-        UserDbConfig { path: PathBuf::from("ferroftpd-users.db") }
+        UserDbConfig { path: PathBuf::from("ferroftpd-users.db"), url: None }
     }
 }
 
@@ -553,5 +559,33 @@ pub struct MetricsConfig {
 impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig { listen: SocketAddr::from(([127, 0, 0, 1], 9121)), allow_remote: false }
+    }
+}
+
+/// `[cluster]`: failed logins, bans and per-user session counts shared by
+/// every node through one PostgreSQL database. Fixed at start.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// The database (`postgres://user@host/db`); `userdb.url` when absent.
+    pub url: Option<String>,
+    /// This node's name in the shared tables (default: host name and
+    /// process id). Unique per running node.
+    pub node: Option<String>,
+    /// Seconds between refreshes of the shared ban list and the node's
+    /// heartbeat (its session counts).
+    pub refresh: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig { url: None, node: None, refresh: 1 }
+    }
+}
+
+impl ClusterConfig {
+    /// The database the section uses: its own `url`, else `userdb.url`.
+    pub fn database<'a>(&'a self, userdb: &'a UserDbConfig) -> Option<&'a str> {
+        self.url.as_deref().or(userdb.url.as_deref())
     }
 }

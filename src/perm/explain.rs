@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::{Operation, Step, Target};
 use crate::auth::anonymous::{self, Anonymous};
-use crate::auth::userdb::{self, SqliteUserStore, UserStore as _};
+use crate::auth::userdb::{self, Location};
 use crate::auth::Account;
 use crate::config::Config;
 use crate::vfs::{normalize, Vfs};
@@ -140,7 +140,8 @@ pub fn find_account(config: &Config, user: &str) -> Result<Account, ExplainError
                 return Ok(Anonymous::from_config(&config.anonymous).account());
             }
             userdb::MODULE_NAME => {
-                let store = SqliteUserStore::open_existing(&config.userdb.path)
+                let store = Location::from_config(&config.userdb)
+                    .open_existing()
                     .map_err(|e| ExplainError::Failed(e.to_string()))?;
                 if let Some(record) = store.get(user).map_err(|e| ExplainError::Failed(e.to_string()))? {
                     return record.to_account().map_err(|e| ExplainError::Failed(e.to_string()));

@@ -75,7 +75,8 @@ pub fn key(ip: IpAddr) -> IpAddr {
     }
 }
 
-fn allowed(ip: IpAddr, cfg: &BanConfig) -> bool {
+/// Whether `ban.allow` exempts `ip`.
+pub(crate) fn allowed(ip: IpAddr, cfg: &BanConfig) -> bool {
     cfg.allow.iter().any(|net| net.contains(ip))
 }
 

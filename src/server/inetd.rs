@@ -49,7 +49,12 @@ pub async fn serve(
             let peer = stream.peer_addr()?;
             let stream = tokio::net::TcpStream::from_std(stream)?;
             let info = super::ListenerInfo { configured: stream.local_addr()?, implicit_tls: false };
-            if let Some(guard) = admit(&shared, peer) {
+            // One process per connection: only bans shared through
+            // [cluster] can be known here (read at start).
+            let banned = shared.cluster.as_ref().and_then(|c| c.banned(peer.ip(), &shared.live().config.ban));
+            if let Some(left) = banned {
+                super::ban::refuse(stream, peer, left, false);
+            } else if let Some(guard) = admit(&shared, peer) {
                 crate::session::run(stream, peer, info, shared.clone(), guard).await;
             } else {
                 access::refuse(stream, false);

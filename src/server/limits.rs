@@ -72,6 +72,16 @@ impl Limits {
         Some(UserGuard { counts: self.inner.clone(), user: user.to_string() })
     }
 
+    /// Sessions `user` has on this node now.
+    pub fn user_sessions(&self, user: &str) -> u32 {
+        lock(&self.inner).per_user.get(user).copied().unwrap_or(0)
+    }
+
+    /// Every logged-in user with its number of sessions (the cluster heartbeat).
+    pub fn per_user(&self) -> Vec<(String, u32)> {
+        lock(&self.inner).per_user.iter().map(|(u, n)| (u.clone(), *n)).collect()
+    }
+
     /// Current number of connections (for status and tests).
     pub fn connections(&self) -> u32 {
         lock(&self.inner).total

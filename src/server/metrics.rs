@@ -367,7 +367,9 @@ async fn scrape(State(shared): State<Arc<Shared>>) -> Response {
         return StatusCode::NOT_FOUND.into_response();
     };
     let sessions = u64::from(shared.limits.connections());
-    let banned = shared.bans.banned_count() as u64;
+    // With [cluster], the shared bans too (as this node last read them).
+    let shared_bans = shared.cluster.as_ref().map_or(0, |c| c.banned_list().len());
+    let banned = (shared.bans.banned_count() + shared_bans) as u64;
     match metrics.render(sessions, banned) {
         Ok(body) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response(),
         Err(e) => {

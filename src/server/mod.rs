@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod ban;
+pub mod cluster;
 pub mod drain;
 pub mod inetd;
 pub mod limits;
@@ -89,6 +90,9 @@ pub struct Shared {
     pub drain: Arc<drain::Drain>,
     /// Prometheus series, when `[metrics]` is on (fixed at start).
     pub metrics: Option<Arc<metrics::Metrics>>,
+    /// Bans and session counts shared with other nodes, when `[cluster]`
+    /// is on (fixed at start).
+    pub cluster: Option<Arc<cluster::Cluster>>,
 }
 
 impl Shared {
@@ -126,6 +130,9 @@ impl Shared {
         }
         if config.metrics != old.config.metrics {
             tracing::warn!("[metrics] changes only at restart");
+        }
+        if config.cluster != old.config.cluster {
+            tracing::warn!("[cluster] changes only at restart");
         }
         let auth = crate::auth::build_chain(&config)?;
         let live = Arc::new(Live::new(config, auth)?);
@@ -200,7 +207,12 @@ impl Server {
             None => (None, None),
         };
         let xferlog = xferlog::TransferLog::start(&config.xferlog)?;
+        let cluster = match &config.cluster {
+            Some(c) => Some(cluster::Cluster::start(c, &config.userdb).await?),
+            None => None,
+        };
         let shared = Arc::new(Shared {
+            cluster,
             xferlog,
             passive: PassivePorts::new(config.passive.port_range),
             limits: Limits::default(),
@@ -259,8 +271,17 @@ impl Server {
             };
             tokio::spawn(metrics::serve(listener, self.shared.clone(), stopped));
         }
+        let syncing = self
+            .shared
+            .cluster
+            .clone()
+            .map(|c| tokio::spawn(cluster::keep_in_sync(c, self.shared.clone(), stop_rx.clone())));
         shutdown.await;
         let _ = stop_tx.send(true);
+        if let Some(task) = syncing {
+            // Leaves the shared counts (bounded by the query timeout).
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
+        }
     }
 }
 
@@ -359,8 +380,8 @@ fn upload_roots(config: &Config, modules: &[&str]) -> Vec<PathBuf> {
         roots.push(config.anonymous.root.clone());
     }
     if modules.contains(&"userdb") {
-        use crate::auth::userdb::{SqliteUserStore, UserStore as _};
-        match SqliteUserStore::open_existing(&config.userdb.path).and_then(|db| db.list()) {
+        use crate::auth::userdb::Location;
+        match Location::from_config(&config.userdb).open_existing().and_then(|db| db.list()) {
             Ok(users) => {
                 for user in users {
                     roots.push(user.root.clone());
@@ -510,7 +531,10 @@ fn admit(mut stream: tokio::net::TcpStream, peer: SocketAddr, info: ListenerInfo
         access::refuse(stream, info.implicit_tls);
         return;
     }
-    if let Some(left) = shared.bans.banned(peer.ip(), &live.config.ban) {
+    let banned = shared.bans.banned(peer.ip(), &live.config.ban);
+    let banned =
+        banned.or_else(|| shared.cluster.as_ref().and_then(|c| c.banned(peer.ip(), &live.config.ban)));
+    if let Some(left) = banned {
         refused(metrics::Refusal::Ban);
         ban::refuse(stream, peer, left, info.implicit_tls);
         return;

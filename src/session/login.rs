@@ -63,6 +63,16 @@ impl Session {
             self.count_login(false, account.module);
             return Outcome::Close(Reply::new(421, "Too many sessions for this user, try again later."));
         };
+        // Boxed: the session's future stays as small as without a cluster.
+        if limit != 0
+            && self.shared.cluster.is_some()
+            && !Box::pin(cluster_admits(&self.shared, &account.name, limit)).await
+        {
+            tracing::warn!(user = %account.name, limit, "login refused: too many sessions for this user on all nodes");
+            self.count_login(false, account.module);
+            drop(guard);
+            return Outcome::Close(Reply::new(421, "Too many sessions for this user, try again later."));
+        }
         let vfs = match build_vfs(&account).await {
             Ok(vfs) => vfs,
             Err(e) => {
@@ -101,7 +111,12 @@ impl Session {
     async fn login_failed(&mut self, started: tokio::time::Instant, module: &str) -> Outcome {
         self.failures += 1;
         self.count_login(false, module);
-        let verdict = self.shared.bans.failure(self.peer.ip(), &self.shared.live().config.ban);
+        let verdict = if self.shared.cluster.is_some() {
+            // Boxed: the session's future stays as small as without a cluster.
+            Box::pin(shared_failure(&self.shared, self.peer.ip())).await
+        } else {
+            self.shared.bans.failure(self.peer.ip(), &self.shared.live().config.ban)
+        };
         if let (FailureVerdict::Banned(_), Some(m)) = (verdict, &self.shared.metrics) {
             m.banned();
         }
@@ -137,6 +152,40 @@ impl Session {
         self.pending_user = None;
         self.params = Params::default();
         Reply::new(220, "Ready for a new user.").into()
+    }
+}
+
+/// With `[cluster]`: whether the user's sessions on every node,
+/// this new one included, stay within `limit`; the node's count is then
+/// published at once. Without the database, the node's own count (already
+/// checked) decides.
+async fn cluster_admits(shared: &crate::server::Shared, user: &str, limit: u32) -> bool {
+    let Some(cluster) = &shared.cluster else { return true };
+    let here = shared.limits.user_sessions(user);
+    match cluster.sessions_elsewhere(user).await {
+        Ok(elsewhere) if here.saturating_add(elsewhere) > limit => false,
+        Ok(_) => {
+            let _ = cluster.publish_sessions(user, here).await;
+            true
+        }
+        Err(_) => true,
+    }
+}
+
+/// With `[cluster]`: the failure is counted, and the address banned, in
+/// the shared tables while the database answers; when it does not, by
+/// this node on its own (and the reply waits for the delay anyway).
+async fn shared_failure(shared: &crate::server::Shared, ip: std::net::IpAddr) -> FailureVerdict {
+    let live = shared.live();
+    let cfg = &live.config.ban;
+    let Some(cluster) = &shared.cluster else { return shared.bans.failure(ip, cfg) };
+    if cfg.max_failures == 0 || crate::server::ban::allowed(ip, cfg) {
+        return FailureVerdict::Exempt;
+    }
+    match cluster.failure(ip, cfg).await {
+        Ok(Some(length)) => FailureVerdict::Banned(length),
+        Ok(None) => FailureVerdict::Counted,
+        Err(_) => shared.bans.failure(ip, cfg),
     }
 }
 

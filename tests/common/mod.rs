@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod daemon;
 pub mod http;
+pub mod postgres;
 pub mod tls;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
