@@ -1197,6 +1197,11 @@ fn read_line(prompt: &str) -> Result<String, Failure> {
 
 /// `path` made absolute (the server may run elsewhere), if it is a directory.
 fn existing_dir(option: &str, path: &Path) -> Result<PathBuf, Failure> {
+    // `store:NAME/prefix`: a directory on a configured object store.
+    if let Some(store) = ferroftpd::vfs::object::StoreRef::parse(path) {
+        store.map_err(|e| Failure::input(format!("{option} {e}")))?;
+        return Ok(path.to_path_buf());
+    }
     let abs =
         std::path::absolute(path).map_err(|e| Failure::input(format!("{option} {}: {e}", path.display())))?;
     if !abs.is_dir() {
