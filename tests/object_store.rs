@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
@@ -256,4 +256,117 @@ fn directories_renames_and_what_a_store_cannot_do() {
     // The local account still has MFMT in FEAT.
     let mut alice = login(&d, USER);
     assert!(alice.expect("FEAT", 211).text().contains("MFMT"));
+}
+
+/// Streams `len` bytes of a fixed pattern into a STOR, calling `progress`
+/// with the bytes sent so far after each chunk.
+fn stream_upload(ftp: &mut Ftp, path: &str, len: u64, mut progress: impl FnMut(u64)) -> Reply {
+    let addr = ftp.epsv();
+    let mut data = connect_data(addr);
+    ftp.expect(&format!("STOR {path}"), 150);
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut sent = 0u64;
+    while sent < len {
+        fill(&mut chunk, sent);
+        let n = chunk.len().min((len - sent) as usize);
+        data.write_all(&chunk[..n]).unwrap();
+        sent += n as u64;
+        progress(sent);
+    }
+    data.shutdown(Shutdown::Write).ok();
+    drop(data);
+    ftp.read_reply()
+}
+
+/// The pattern at `offset` (a cheap function of the position).
+fn fill(buf: &mut [u8], offset: u64) {
+    for (i, b) in buf.iter_mut().enumerate() {
+        let p = offset + i as u64;
+        *b = (p ^ (p >> 11) ^ (p >> 23)).wrapping_mul(31) as u8;
+    }
+}
+
+/// Downloads `path` and checks it against the pattern without holding it.
+fn check_download(ftp: &mut Ftp, path: &str, len: u64) {
+    let addr = ftp.epsv();
+    let mut data = connect_data(addr);
+    ftp.expect(&format!("RETR {path}"), 150);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut want = vec![0u8; 1 << 20];
+    let mut got = 0u64;
+    loop {
+        let n = data.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        fill(&mut want[..n], got);
+        assert!(buf[..n] == want[..n], "{path}: content differs near byte {got}");
+        got += n as u64;
+    }
+    assert_eq!(got, len, "{path}: length");
+    assert_eq!(ftp.read_reply().code, 226);
+}
+
+#[test]
+fn gigabyte_upload_holds_memory_to_the_part_size() {
+    let Some(s) = setup(0) else { return };
+    const LEN: u64 = 1 << 30;
+    let d = s.daemon();
+    let pid = d.pid().to_string();
+    let mut ftp = login(&d, BOB);
+    // Warm up: one small multipart upload so the client and pools exist.
+    let reply = stream_upload(&mut ftp, "warm.bin", 3 * PART, |_| {});
+    assert_eq!(reply.code, 226, "{reply}");
+    let before = rss_of(&pid);
+    let mut peak = before;
+    let started = Instant::now();
+    let reply = stream_upload(&mut ftp, "huge.bin", LEN, |sent| {
+        if sent % (16 << 20) == 0 {
+            peak = peak.max(rss_of(&pid));
+        }
+    });
+    let elapsed = started.elapsed();
+    assert_eq!(reply.code, 226, "{reply}");
+    let growth = peak.saturating_sub(before);
+    eprintln!(
+        "1 GiB STOR to the store in {elapsed:?} ({:.1} MiB/s); RSS before {} MiB, peak {} MiB, growth {} MiB (part size {} MiB)",
+        LEN as f64 / (1 << 20) as f64 / elapsed.as_secs_f64(),
+        before >> 20,
+        peak >> 20,
+        growth >> 20,
+        PART >> 20
+    );
+    // One part buffered, one in flight, the HTTP client's buffers: a few
+    // parts, never anything like the file.
+    assert!(growth < 8 * PART, "RSS grew by {} MiB during a 1 GiB upload", growth >> 20);
+    let size = ftp.expect("SIZE huge.bin", 213);
+    assert_eq!(size.message().trim(), LEN.to_string());
+    check_download(&mut ftp, "huge.bin", LEN);
+}
+
+#[test]
+fn upload_completes_when_a_store_node_dies_mid_transfer() {
+    let Some(mut s) = setup(0) else { return };
+    const LEN: u64 = 96 << 20;
+    let d = s.daemon();
+    let mut ftp = login(&d, BOB);
+    let mut killed = false;
+    let garage = &mut s.garage;
+    let reply = stream_upload(&mut ftp, "survivor.bin", LEN, |sent| {
+        if !killed && sent >= LEN / 3 {
+            // Node 2 holds a replica of every block; node 0 is the endpoint.
+            garage.kill_node(2);
+            killed = true;
+        }
+        if killed {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    assert!(killed);
+    assert_eq!(reply.code, 226, "upload with a dead store node: {reply}");
+    check_download(&mut ftp, "survivor.bin", LEN);
+    // Another node serves it too.
+    let op = s.garage.operator(1);
+    let meta = runtime().block_on(op.stat("bob/survivor.bin")).unwrap();
+    assert_eq!(meta.content_length(), LEN);
 }
