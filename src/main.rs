@@ -318,13 +318,13 @@ struct AddArgs {
     name: String,
     #[command(flatten)]
     password: PasswordArgs,
-    /// Real directory the user sees as `/` (must exist).
+    /// Real directory the user sees as `/` (must exist), or `store:NAME/prefix` on an object store.
     #[arg(long, value_name = "DIR")]
     root: PathBuf,
     /// Virtual directory the session starts in.
     #[arg(long, value_name = "/DIR", default_value = "/")]
     initial_dir: String,
-    /// Virtual directory grafted from a real one, `:ro` for read-only (repeatable).
+    /// Virtual directory grafted from a real one or `store:NAME/prefix`, `:ro` for read-only (repeatable).
     #[arg(long = "mount", value_name = "/VIRT=/REAL[:ro]")]
     mounts: Vec<String>,
     /// Group the user belongs to (repeatable).
