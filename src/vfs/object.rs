@@ -33,7 +33,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use bytes::BytesMut;
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::stream::{StreamExt, TryStreamExt};
 use futures_util::FutureExt;
@@ -135,11 +135,16 @@ fn stores() -> &'static RwLock<Stores> {
     STORES.get_or_init(Default::default)
 }
 
+/// opendal's HTTP client (built once, with the first operator of any kind)
+/// uses rustls with the process's default provider: the server's, ring
+/// (its own TLS configurations name it explicitly).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Builds the opendal operator of a store (no network traffic).
 pub fn open_operator(s: &StoreSettings) -> Result<Operator, StorageError> {
-    // The HTTP client uses rustls with the process's default provider: the
-    // server's, ring (its TLS configurations name it explicitly).
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    install_crypto_provider();
     let mut builder = opendal::services::S3::default().bucket(&s.bucket).region(&s.region).root("/");
     if !s.endpoint.is_empty() {
         builder = builder.endpoint(&s.endpoint);
@@ -426,10 +431,11 @@ impl Storage for ObjectStorage {
         Ok(Box::new(ObjectUpload {
             store: Arc::clone(&self.store),
             writer: Some(writer),
-            buf: BytesMut::new(),
+            buf: Vec::new(),
             part_size: self.part_size,
             pending: None,
             written: 0,
+            multipart: false,
             done: false,
         }))
     }
@@ -517,10 +523,14 @@ struct ObjectUpload {
     store: Arc<str>,
     /// `None` while a part is in flight (the future owns it).
     writer: Option<opendal::Writer>,
-    buf: BytesMut,
+    /// The part being filled: grows with the data up to `part_size`, so a
+    /// small file never costs a whole part.
+    buf: Vec<u8>,
     part_size: usize,
     pending: Option<PartFuture>,
     written: u64,
+    /// A part has been sent: the file is large, later parts are allocated whole.
+    multipart: bool,
     /// Committed: nothing to abort.
     done: bool,
 }
@@ -543,7 +553,8 @@ impl ObjectUpload {
         let Some(mut writer) = self.writer.take() else {
             return Err(std::io::Error::other("upload writer lost"));
         };
-        let part = self.buf.split().freeze();
+        let part = Bytes::from(std::mem::take(&mut self.buf));
+        self.multipart = true;
         self.pending = Some(
             async move {
                 let r = writer.write(part).await;
@@ -572,10 +583,17 @@ impl AsyncWrite for ObjectUpload {
             std::task::ready!(this.poll_pending(cx))?;
             this.send_part()?;
         }
-        if this.buf.capacity() == 0 {
-            this.buf.reserve(this.part_size);
-        }
         let n = data.len().min(this.part_size - this.buf.len());
+        if this.buf.capacity() - this.buf.len() < n {
+            // Exact growth, doubling from 64 KiB, never past one part; after
+            // the first part, whole parts at once.
+            let want = if this.multipart {
+                this.part_size
+            } else {
+                (this.buf.capacity() * 2).max(64 << 10).max(this.buf.len() + n).min(this.part_size)
+            };
+            this.buf.reserve_exact(want - this.buf.len());
+        }
         this.buf.extend_from_slice(&data[..n]);
         this.written += n as u64;
         // Drive the part in flight without waiting for it.
@@ -605,8 +623,7 @@ impl Upload for ObjectUpload {
         let Some(mut writer) = self.writer.take() else {
             return Err(StorageError::new(StorageErrorKind::Other, "upload writer lost"));
         };
-        let last = self.buf.split().freeze();
-        self.buf = BytesMut::new();
+        let last = Bytes::from(std::mem::take(&mut self.buf));
         let result = async {
             if !last.is_empty() {
                 writer.write(last).await?;
@@ -728,5 +745,109 @@ mod tests {
         let op = open_operator(&settings("unit-b")).unwrap();
         assert_eq!(ObjectStorage::with_operator("x", op.clone(), "", 1).part_size as u64, MIN_PART_SIZE);
         assert_eq!(ObjectStorage::with_operator("x", op, "", 16 << 20).part_size, 16 << 20);
+    }
+
+    /// A storage on opendal's in-memory service (no network).
+    fn memory() -> ObjectStorage {
+        install_crypto_provider();
+        let op = Operator::new(opendal::services::Memory::default()).unwrap().finish();
+        ObjectStorage::with_operator("mem", op, "p", MIN_PART_SIZE)
+    }
+
+    async fn put(s: &ObjectStorage, path: &str, data: &[u8]) -> Result<u64, StorageError> {
+        use tokio::io::AsyncWriteExt;
+        let mut up = s.write(path, WriteMode::Replace).await?;
+        up.write_all(data).await.map_err(StorageError::from)?;
+        up.commit().await
+    }
+
+    async fn get(s: &ObjectStorage, path: &str, offset: u64) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let Reader::Stream(mut r) = s.read(path, offset).await.unwrap() else { panic!("not a stream") };
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn uploads_appear_on_commit_in_parts_and_read_from_an_offset() {
+        let s = memory();
+        let big: Vec<u8> = (0..(2 * MIN_PART_SIZE + 12345)).map(|i| (i % 251) as u8).collect();
+        assert_eq!(put(&s, "d/big", &big).await.unwrap(), big.len() as u64);
+        assert_eq!(s.metadata("d/big").await.unwrap().len, big.len() as u64);
+        assert!(get(&s, "d/big", 0).await == big);
+        assert!(get(&s, "d/big", 1_000_000).await == big[1_000_000..]);
+        assert!(get(&s, "d/big", big.len() as u64).await.is_empty());
+        assert!(s.metadata("d").await.unwrap().is_dir(), "a prefix is a directory");
+
+        // Dropped before commit: nothing appears, an existing object stays.
+        put(&s, "keep", b"old").await.unwrap();
+        for name in ["keep", "new"] {
+            use tokio::io::AsyncWriteExt;
+            let mut up = s.write(name, WriteMode::Replace).await.unwrap();
+            up.write_all(&big).await.unwrap();
+            drop(up);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(get(&s, "keep", 0).await, b"old");
+        assert_eq!(s.metadata("new").await.unwrap_err().kind, StorageErrorKind::NotFound);
+    }
+
+    #[tokio::test]
+    async fn a_small_upload_does_not_hold_a_whole_part() {
+        let s = memory();
+        let mut up = ObjectUpload {
+            store: Arc::from("mem"),
+            writer: Some(s.op.writer(&s.key("small")).await.unwrap()),
+            buf: Vec::new(),
+            part_size: 64 << 20,
+            pending: None,
+            written: 0,
+            multipart: false,
+            done: false,
+        };
+        use tokio::io::AsyncWriteExt;
+        up.write_all(&[7u8; 1000]).await.unwrap();
+        assert!(up.buf.capacity() <= 64 << 10, "{} bytes held for 1000", up.buf.capacity());
+        up.write_all(&vec![7u8; 3 << 20]).await.unwrap();
+        assert!(up.buf.capacity() <= 8 << 20, "{} bytes held for 3 MiB", up.buf.capacity());
+        assert_eq!(Box::new(up).commit().await.unwrap(), 1000 + (3 << 20));
+        assert_eq!(s.metadata("small").await.unwrap().len, 1000 + (3 << 20));
+    }
+
+    #[tokio::test]
+    async fn directories_are_prefixes_with_markers() {
+        let s = memory();
+        s.make_dir("a").await.unwrap();
+        assert_eq!(s.make_dir("a").await.unwrap_err().kind, StorageErrorKind::AlreadyExists);
+        assert_eq!(s.make_dir("x/y").await.unwrap_err().kind, StorageErrorKind::NotFound);
+        put(&s, "a/f", b"1").await.unwrap();
+        put(&s, "top", b"22").await.unwrap();
+        assert_eq!(s.remove_dir("a").await.unwrap_err().kind, StorageErrorKind::DirectoryNotEmpty);
+        let mut names: Vec<(String, bool, u64)> = s
+            .list("")
+            .await
+            .unwrap()
+            .map(|e| e.map(|e| (e.name, e.meta.is_dir(), e.meta.len)))
+            .try_collect()
+            .await
+            .unwrap();
+        names.sort();
+        assert_eq!(names, [("a".to_string(), true, 0), ("top".to_string(), false, 2)]);
+        assert_eq!(s.list("top").await.err().unwrap().kind, StorageErrorKind::NotADirectory);
+        assert_eq!(s.list("nope").await.err().unwrap().kind, StorageErrorKind::NotFound);
+        // (Rename is a server-side copy, which the in-memory service lacks:
+        // tests/object_store.rs covers it on Garage.)
+        assert_eq!(s.rename("a", "b").await.unwrap_err().kind, StorageErrorKind::Unsupported);
+        assert_eq!(s.remove_file("a").await.unwrap_err().kind, StorageErrorKind::IsADirectory);
+        s.remove_file("a/f").await.unwrap();
+        assert_eq!(s.metadata("a/f").await.unwrap_err().kind, StorageErrorKind::NotFound);
+        s.remove_dir("a").await.unwrap();
+        assert_eq!(s.metadata("a").await.unwrap_err().kind, StorageErrorKind::NotFound);
+        assert_eq!(s.remove_file("a").await.unwrap_err().kind, StorageErrorKind::NotFound);
+        assert_eq!(
+            s.write("top", WriteMode::CreateNew).await.err().unwrap().kind,
+            StorageErrorKind::AlreadyExists
+        );
     }
 }
