@@ -319,13 +319,13 @@ struct AddArgs {
     name: String,
     #[command(flatten)]
     password: PasswordArgs,
-    /// Real directory the user sees as `/` (must exist).
+    /// Real directory the user sees as `/` (must exist), or `store:NAME/prefix` on an object store.
     #[arg(long, value_name = "DIR")]
     root: PathBuf,
     /// Virtual directory the session starts in.
     #[arg(long, value_name = "/DIR", default_value = "/")]
     initial_dir: String,
-    /// Virtual directory grafted from a real one, `:ro` for read-only (repeatable).
+    /// Virtual directory grafted from a real one or `store:NAME/prefix`, `:ro` for read-only (repeatable).
     #[arg(long = "mount", value_name = "/VIRT=/REAL[:ro]")]
     mounts: Vec<String>,
     /// Group the user belongs to (repeatable).
@@ -1200,6 +1200,11 @@ fn read_line(prompt: &str) -> Result<String, Failure> {
 
 /// `path` made absolute (the server may run elsewhere), if it is a directory.
 fn existing_dir(option: &str, path: &Path) -> Result<PathBuf, Failure> {
+    // `store:NAME/prefix`: a directory on a configured object store.
+    if let Some(store) = ferroftpd::vfs::object::StoreRef::parse(path) {
+        store.map_err(|e| Failure::input(format!("{option} {e}")))?;
+        return Ok(path.to_path_buf());
+    }
     let abs =
         std::path::absolute(path).map_err(|e| Failure::input(format!("{option} {}: {e}", path.display())))?;
     if !abs.is_dir() {

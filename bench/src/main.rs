@@ -8,6 +8,7 @@
 //! See bench/README.md.
 
 mod ftp;
+mod objectstore;
 mod pattern;
 mod procs;
 mod raw;
@@ -81,7 +82,7 @@ enum Sub {
     },
 }
 
-const WORKLOADS: [&str; 5] = ["memory", "logins", "throughput", "listing", "tls"];
+const WORKLOADS: [&str; 6] = ["memory", "logins", "throughput", "listing", "tls", "objectstore"];
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
@@ -314,7 +315,7 @@ async fn run_server(
                     streams,
                     size,
                     block,
-                    &user_root,
+                    Some(&user_root),
                     res,
                 )
                 .await;
@@ -335,6 +336,66 @@ async fn run_server(
         let r = workloads::memory(plan, name, running.pid, running.addr, Some(connector), res).await;
         fail(res, "memory over FTPS", r);
     }
+    Ok(())
+}
+
+/// ferroftpd with its user's root on a three-node Garage cluster: the same
+/// RETR/STOR workloads as on local disk (uploads read back through FTP).
+async fn run_object_store(
+    plan: &Plan,
+    env: &servers::Env,
+    program: &Path,
+    block: &Arc<Vec<u8>>,
+    res: &mut Results,
+) -> Result<()> {
+    let dir = env.work.join("objectstore");
+    let cluster = objectstore::Cluster::start(program, &dir.join("garage"))?;
+    let port = servers::free_port()?;
+    let conf = objectstore::prepare_ferroftpd(
+        &env.ferroftpd_bin,
+        &dir,
+        &cluster,
+        port,
+        servers::USER,
+        servers::PASSWORD,
+    )?;
+    let mut cmd = Command::new(&env.ferroftpd_bin);
+    cmd.arg("serve").arg("--config").arg(&conf).env_remove("AWS_CA_BUNDLE");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let log = dir.join("server.log");
+    let mut running = servers::spawn_guarded(cmd, objectstore::NAME, addr, &log)?;
+    running.wait_ready(&log).await?;
+    eprintln!("bench: {} running on {addr} (pid {})", objectstore::NAME, running.pid);
+    // The files RETR reads, uploaded once.
+    let mut c = ftp::Ctrl::connect(addr, plan.step).await?;
+    c.login(servers::USER, servers::PASSWORD).await?;
+    c.expect("TYPE I", &[200]).await?;
+    for (name, size) in [("big.bin", plan.big), ("small.bin", plan.small)] {
+        c.stor(addr, name, size, block, plan.transfer).await.with_context(|| format!("uploading {name}"))?;
+    }
+    let _ = c.quit().await;
+    for (streams, size) in [(1, plan.big), (plan.parallel, plan.small)] {
+        for d in [Dir::Retr, Dir::Stor] {
+            let r = workloads::transfer(
+                plan,
+                objectstore::NAME,
+                running.pid,
+                workloads::Target::Ftp(addr),
+                d,
+                streams,
+                size,
+                block,
+                None,
+                res,
+            )
+            .await;
+            if let Err(e) = r {
+                res.error(objectstore::NAME, format!("{d:?} {streams}×{size} B: {e:#}"));
+            }
+        }
+    }
+    drop(running);
+    drop(cluster);
     Ok(())
 }
 
@@ -373,7 +434,7 @@ async fn run_raw(plan: &Plan, env: &servers::Env, block: &Arc<Vec<u8>>, res: &mu
                 streams,
                 size,
                 block,
-                &root,
+                Some(&root),
                 res,
             )
             .await;
@@ -588,6 +649,14 @@ async fn run(cli: Cli) -> Result<bool> {
     };
 
     let work = Workset { only: &only, block: &block, tls: tls.as_ref() };
+    let wants_store = only.iter().any(|o| o == "objectstore");
+    let garage = if wants_store { objectstore::program() } else { None };
+    if wants_store && garage.is_none() {
+        res.notes.push(format!(
+            "{} skipped: garage is not installed (FERROFTPD_GARAGE, ~/.local/garage/bin/garage or PATH).",
+            objectstore::NAME
+        ));
+    }
 
     for rep in 0..reps {
         // Alternate: each repetition starts with a different server.
@@ -610,12 +679,21 @@ async fn run(cli: Cli) -> Result<bool> {
                 res.error(RAW, format!("{e:#}"));
             }
         }
+        if let (true, Some(program)) = (wants_store, &garage) {
+            eprintln!("bench: repetition {}/{reps}: {}", rep + 1, objectstore::NAME);
+            if let Err(e) = run_object_store(&plan, &env, program, &block, &mut res).await {
+                res.error(objectstore::NAME, format!("{e:#}"));
+            }
+        }
     }
 
     // Report.
     let mut names: Vec<String> = kinds.iter().map(|k| k.name().to_string()).collect();
     if only.iter().any(|o| o == "throughput") {
         names.push(RAW.to_string());
+    }
+    if garage.is_some() {
+        names.push(objectstore::NAME.to_string());
     }
     let mut header = String::new();
     header.push_str(if plan.smoke {
@@ -679,7 +757,8 @@ async fn run(cli: Cli) -> Result<bool> {
         out.join("bench.md").display(),
         out.join("bench-memory.svg").display()
     );
-    let failed = res.errors.iter().any(|(s, _)| !plan.smoke || s == FERRO || s == RAW);
+    let failed =
+        res.errors.iter().any(|(s, _)| !plan.smoke || s == FERRO || s == RAW || s == objectstore::NAME);
     Ok(!failed)
 }
 

@@ -365,7 +365,7 @@ pub async fn transfer(
     streams: usize,
     size: u64,
     block: &Arc<Vec<u8>>,
-    user_root: &Path,
+    user_root: Option<&Path>,
     res: &mut Results,
 ) -> Result<()> {
     let ready = Arc::new(Barrier::new(streams + 1));
@@ -451,10 +451,27 @@ pub async fn transfer(
         r.map_err(|e| anyhow!("task: {e}")).and_then(|x| x).context("after the transfer")?;
     }
     if dir == Dir::Stor {
-        for i in 0..streams {
-            let p = user_root.join(format!("up/s-{i}.bin"));
-            pattern::verify_file(block, &p, size).context("verifying upload")?;
-            std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+        match (user_root, target) {
+            (Some(root), _) => {
+                for i in 0..streams {
+                    let p = root.join(format!("up/s-{i}.bin"));
+                    pattern::verify_file(block, &p, size).context("verifying upload")?;
+                    std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+                }
+            }
+            // Not on a local disk (an object store): read back through FTP.
+            (None, Target::Ftp(addr)) => {
+                let mut c = Ctrl::connect(addr, plan.step).await?;
+                c.login(USER, PASSWORD).await?;
+                c.expect("TYPE I", &[200]).await?;
+                for i in 0..streams {
+                    let up = format!("up/s-{i}.bin");
+                    c.retr_verify(addr, &up, size, block, plan.transfer).await.context("verifying upload")?;
+                    c.expect(&format!("DELE {up}"), &[250]).await?;
+                }
+                let _ = c.quit().await;
+            }
+            (None, Target::Raw(_)) => bail!("raw uploads are verified on disk"),
         }
     }
     let bytes = (streams as u64 * size) as f64;

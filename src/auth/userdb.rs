@@ -89,8 +89,20 @@ impl UserRecord {
         if self.password_hash.is_empty() {
             return invalid(format!("user `{}` has no password hash", self.name));
         }
-        if !self.root.is_absolute() || self.root.to_str().is_none() {
-            return invalid(format!("root `{}` must be an absolute UTF-8 path", self.root.display()));
+        let store_problem = |real: &Path| match crate::vfs::object::StoreRef::parse(real) {
+            Some(Err(e)) => Some(e),
+            _ => None,
+        };
+        if let Some(e) = store_problem(&self.root) {
+            return invalid(format!("root {e}"));
+        }
+        if !crate::vfs::object::is_store_path(&self.root)
+            && (!self.root.is_absolute() || self.root.to_str().is_none())
+        {
+            return invalid(format!(
+                "root `{}` must be an absolute UTF-8 path or store:NAME/prefix",
+                self.root.display()
+            ));
         }
         check_virtual_path("initial directory", &self.initial_dir)?;
         for m in &self.mounts {
@@ -98,7 +110,12 @@ impl UserRecord {
             if m.virtual_path == "/" {
                 return invalid("a mount cannot replace `/`; change the root instead".into());
             }
-            if !m.real_path.is_absolute() || m.real_path.to_str().is_none() {
+            if let Some(e) = store_problem(&m.real_path) {
+                return invalid(format!("mount `{}`: {e}", m.virtual_path));
+            }
+            if !crate::vfs::object::is_store_path(&m.real_path)
+                && (!m.real_path.is_absolute() || m.real_path.to_str().is_none())
+            {
                 return invalid(format!(
                     "mount `{}`: `{}` must be an absolute UTF-8 path",
                     m.virtual_path,

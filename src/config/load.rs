@@ -276,9 +276,35 @@ pub const EXAMPLES: &[(&str, &str, &str)] = &[
     ("cluster.url", "a postgres:// URL string", r#"url = "postgres://ferroftpd@db.example/ferroftpd""#),
     ("cluster.node", "a node name string (letters, digits, . _ -)", r#"node = "ftp1""#),
     ("cluster.refresh", "a whole number of seconds, 1 to 60", "refresh = 1"),
+    ("stores", "tables of object stores, one per name", "[stores.archive]"),
+    ("stores.NAME", "a table (section)", "[stores.archive]"),
+    ("stores.NAME.endpoint", "a URL string", r#"endpoint = "http://127.0.0.1:3900""#),
+    ("stores.NAME.bucket", "a bucket name string", r#"bucket = "ftp""#),
+    ("stores.NAME.region", "a region name string", r#"region = "garage""#),
+    (
+        "stores.NAME.access_key_id",
+        "a string (default: AWS_ACCESS_KEY_ID)",
+        r#"access_key_id = "GK31c2f2...""#,
+    ),
+    (
+        "stores.NAME.secret_access_key",
+        "a string (default: AWS_SECRET_ACCESS_KEY)",
+        r#"secret_access_key = "b892c0...""#,
+    ),
+    ("stores.NAME.path_style", "true or false", "path_style = true"),
+    ("stores.NAME.part_size", "a size from 5 MiB to 5 GiB", r#"part_size = "8 MiB""#),
 ];
 
 fn example_for(key: &str) -> Option<(&'static str, &'static str)> {
+    // `stores.<any name>.key` shares the examples of `stores.NAME.key`.
+    let generic;
+    let key = match key.strip_prefix("stores.").map(|rest| rest.split_once('.').map_or("", |(_, k)| k)) {
+        Some(rest) if !rest.is_empty() => {
+            generic = format!("stores.NAME.{rest}");
+            generic.as_str()
+        }
+        _ => key,
+    };
     EXAMPLES.iter().find(|(k, _, _)| *k == key).map(|&(_, ty, ex)| (ty, ex))
 }
 
@@ -845,6 +871,7 @@ fn check(config: &mut Config, src: &Source<'_>) -> Result<(), ConfigError> {
     }
     check_proxy_protocol(config, src, &mut problems);
     check_metrics(config, src, &mut problems);
+    check_stores(config, src, &mut problems);
 
     if problems.is_empty() {
         Ok(())
@@ -1006,6 +1033,78 @@ fn check_metrics(config: &Config, src: &Source<'_>, problems: &mut Vec<String>) 
     }
 }
 
+/// `[stores.NAME]`: a bucket, both credentials or neither, a part size S3
+/// accepts; `store:NAME` references (PAM mounts) name a configured store.
+fn check_stores(config: &Config, src: &Source<'_>, problems: &mut Vec<String>) {
+    use crate::vfs::object::{StoreRef, MAX_PART_SIZE, MIN_PART_SIZE};
+    for (name, store) in &config.stores {
+        let at = |key: &str| format!("stores.{name}.{key}");
+        if StoreRef::parse(Path::new(&format!("store:{name}"))).is_none_or(|r| r.is_err()) {
+            problems.push(src.at_key(
+                &format!("stores.{name}"),
+                &format!(
+                    "`{}` is not a store name: use letters, digits, `-`, `_` or `.`",
+                    name.escape_debug()
+                ),
+            ));
+        }
+        if store.bucket.is_empty() {
+            problems.push(
+                src.at_key(&format!("stores.{name}"), "no bucket\n = write, for example: bucket = \"ftp\""),
+            );
+        }
+        if !store.endpoint.is_empty()
+            && !store.endpoint.starts_with("http://")
+            && !store.endpoint.starts_with("https://")
+        {
+            problems.push(src.at_key(
+                &at("endpoint"),
+                &format!(
+                    "`{}` is not an http:// or https:// URL\n = write, for example: endpoint = \"http://127.0.0.1:3900\"",
+                    store.endpoint.escape_debug()
+                ),
+            ));
+        }
+        if store.region.is_empty() {
+            problems.push(
+                src.at_key(&at("region"), "the region is empty\n = write, for example: region = \"garage\""),
+            );
+        }
+        if store.access_key_id.is_some() != store.secret_access_key.is_some() {
+            problems.push(src.at_key(
+                &format!("stores.{name}"),
+                "give both access_key_id and secret_access_key, or neither (then AWS_ACCESS_KEY_ID and \
+                 AWS_SECRET_ACCESS_KEY come from the environment)",
+            ));
+        }
+        let part = store.part_size.bytes();
+        if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&part) {
+            problems.push(src.at_key(
+                &at("part_size"),
+                &format!(
+                    "{} is outside what S3 accepts for a part (5 MiB to 5 GiB)\n = write, for example: part_size = \"8 MiB\"",
+                    store.part_size
+                ),
+            ));
+        }
+    }
+}
+
+/// Whether `real` names a store that the configuration lacks: the problem
+/// to report, if any.
+fn store_reference_problem(
+    stores: &std::collections::BTreeMap<String, crate::config::StoreConfig>,
+    real: &Path,
+) -> Option<String> {
+    match crate::vfs::object::StoreRef::parse(real)? {
+        Err(e) => Some(e),
+        Ok(r) if !stores.contains_key(&r.store) => {
+            Some(format!("store `{}` is not configured\n = add a [stores.{}] section", r.store, r.store))
+        }
+        Ok(_) => None,
+    }
+}
+
 /// The `[xferlog]` section: each file's directory exists and the file can
 /// be opened for appending.
 fn check_xferlog(config: &Config, src: &Source<'_>, problems: &mut Vec<String>) {
@@ -1091,6 +1190,11 @@ fn check_pam(config: &mut Config, src: &Source<'_>, problems: &mut Vec<String>) 
     }
     for (i, m) in pam.mounts.iter().enumerate() {
         match crate::vfs::MountSpec::parse(m) {
+            Ok(spec) if crate::vfs::object::is_store_path(&spec.real_path) => {
+                if let Some(problem) = store_reference_problem(&config.stores, &spec.real_path) {
+                    problems.push(src.at_item("pam.mounts", i, &problem));
+                }
+            }
             Ok(spec) if !spec.real_path.is_absolute() => problems.push(src.at_item(
                 "pam.mounts",
                 i,
@@ -1500,6 +1604,39 @@ mod tests {
     }
 
     #[test]
+    fn stores() {
+        let c = parse(
+            "[stores.s3]\nendpoint = \"http://127.0.0.1:3900\"\nbucket = \"ftp\"\nregion = \"garage\"\n\
+             access_key_id = \"k\"\nsecret_access_key = \"s\"\npart_size = \"16 MiB\"\n[stores.aws]\nbucket = \"b\"\n",
+        )
+        .unwrap();
+        let s3 = &c.stores["s3"];
+        assert_eq!(s3.part_size, crate::config::ByteSize::mib(16));
+        assert!(s3.path_style);
+        let aws = &c.stores["aws"];
+        assert_eq!((aws.region.as_str(), aws.access_key_id.as_ref()), ("us-east-1", None));
+        assert_eq!(aws.part_size, crate::config::ByteSize::mib(8));
+        let settings = c.store_settings();
+        assert_eq!(settings.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["aws", "s3"]);
+
+        let e = error(
+            "[stores.s3]\nendpoint = \"127.0.0.1:3900\"\npart_size = \"1 MiB\"\naccess_key_id = \"k\"\n",
+        );
+        assert!(e.contains("stores.s3: no bucket"), "{e}");
+        assert!(e.contains(":2:1: stores.s3.endpoint: `127.0.0.1:3900` is not an http"), "{e}");
+        assert!(e.contains(":3:1: stores.s3.part_size: 1 MiB is outside what S3 accepts"), "{e}");
+        assert!(e.contains("give both access_key_id and secret_access_key, or neither"), "{e}");
+        let e = error("[stores.s3]\nbucket = \"b\"\npart_sise = 1\n");
+        assert!(e.contains("part_size"), "{e}");
+        let e = error(
+            "[auth]\nchain = [\"pam\"]\n[pam]\nroot = \"/srv/%u\"\nmounts = [\"/a=store:nope/x\", \"/b=store:s3/../x\"]\n\
+             [stores.s3]\nbucket = \"b\"\n",
+        );
+        assert!(e.contains("pam.mounts: store `nope` is not configured"), "{e}");
+        assert!(e.contains("`..` in a store prefix"), "{e}");
+    }
+
+    #[test]
     fn chain_modules() {
         let e = error("[auth]\nchain = [\"anonymous\", \"userbd\"]\n");
         assert!(e.contains(":2:23: auth.chain: unknown module `userbd`"), "{e}");
@@ -1565,11 +1702,13 @@ mod tests {
             .collect::<Vec<_>>();
         for section in &sections {
             assert!(example_for(section).is_some(), "add section `{section}` to EXAMPLES");
-            let err = toml::from_str::<Config>(&format!("[{section}]\nzzz = 1")).unwrap_err();
+            // Tables of named sections: their keys are those of one entry.
+            let table = if section == "stores" { "stores.NAME".to_string() } else { section.clone() };
+            let err = toml::from_str::<Config>(&format!("[{table}]\nzzz = 1")).unwrap_err();
             for key in parse_unknown_field(err.message()).unwrap().1 {
-                let path = format!("{section}.{key}");
+                let path = format!("{table}.{key}");
                 let (_, example) = example_for(&path).unwrap_or_else(|| panic!("add `{path}` to EXAMPLES"));
-                toml::from_str::<Config>(&format!("[{section}]\n{example}"))
+                toml::from_str::<Config>(&format!("[{table}]\n{example}"))
                     .unwrap_or_else(|e| panic!("example for {path} does not parse: {e}"));
             }
         }

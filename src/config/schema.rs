@@ -36,6 +36,9 @@ pub struct Config {
     /// Bans and session counts shared with other nodes through
     /// PostgreSQL; off unless the section is present.
     pub cluster: Option<ClusterConfig>,
+    /// Object stores (`[stores.NAME]`), used by roots and mounts written
+    /// `store:NAME/prefix`.
+    pub stores: std::collections::BTreeMap<String, StoreConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -587,5 +590,57 @@ impl ClusterConfig {
     /// The database the section uses: its own `url`, else `userdb.url`.
     pub fn database<'a>(&'a self, userdb: &'a UserDbConfig) -> Option<&'a str> {
         self.url.as_deref().or(userdb.url.as_deref())
+    }
+}
+
+/// One S3-compatible object store (`[stores.NAME]`, see `vfs::object`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `http(s)://host:port` of the S3 API; empty: AWS's endpoint for `region`.
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    /// Both or neither; neither: `AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY` from the server's environment.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Path-style requests (`endpoint/bucket/key`), as MinIO, Garage and
+    /// Ceph RGW expect; false: virtual-host style (`bucket.endpoint/key`).
+    pub path_style: bool,
+    /// Size of one part of a multipart upload: the memory one upload holds.
+    pub part_size: ByteSize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            endpoint: String::new(),
+            bucket: String::new(),
+            region: "us-east-1".to_string(),
+            access_key_id: None,
+            secret_access_key: None,
+            path_style: true,
+            part_size: ByteSize(crate::vfs::object::DEFAULT_PART_SIZE),
+        }
+    }
+}
+
+impl Config {
+    /// The stores in the form the object-store backend takes.
+    pub fn store_settings(&self) -> Vec<crate::vfs::object::StoreSettings> {
+        self.stores
+            .iter()
+            .map(|(name, s)| crate::vfs::object::StoreSettings {
+                name: name.clone(),
+                endpoint: s.endpoint.clone(),
+                bucket: s.bucket.clone(),
+                region: s.region.clone(),
+                access_key_id: s.access_key_id.clone(),
+                secret_access_key: s.secret_access_key.clone(),
+                path_style: s.path_style,
+                part_size: s.part_size.bytes(),
+            })
+            .collect()
     }
 }

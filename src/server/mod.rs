@@ -138,6 +138,7 @@ impl Shared {
         let live = Arc::new(Live::new(config, auth)?);
         crate::auth::password::set_memory_budget(live.config.limits.hashing_memory.bytes());
         crate::vfs::local::set_durable_commits(live.config.transfer.fsync);
+        crate::vfs::object::configure(&live.config.store_settings())?;
         self.passive.set_range(live.config.passive.port_range);
         match self.live.write() {
             Ok(mut guard) => *guard = live,
@@ -183,6 +184,7 @@ impl Server {
         let config = &live.config;
         crate::auth::password::set_memory_budget(config.limits.hashing_memory.bytes());
         crate::vfs::local::set_durable_commits(config.transfer.fsync);
+        crate::vfs::object::configure(&config.store_settings())?;
         let mut listeners = Vec::new();
         if let Some(activated) = activated {
             for socket in activated {
@@ -391,6 +393,9 @@ fn upload_roots(config: &Config, modules: &[&str]) -> Vec<PathBuf> {
             Err(e) => tracing::warn!(error = %e, "cannot list users to sweep their stale uploads"),
         }
     }
+    // Object stores leave no temporary files (unfinished multipart uploads
+    // are aborted, or expire by the bucket's lifecycle rules).
+    roots.retain(|r| !crate::vfs::object::is_store_path(r));
     roots.sort();
     roots.dedup();
     roots

@@ -46,6 +46,13 @@ pub const MLST_FACTS: &str = "type*;size*;modify*;perm*;unique*;UNIX.mode*;";
 impl Session {
     pub(super) fn cmd_feat(&self) -> Reply {
         let tls = self.shared.live().tls.is_some();
+        // After login, MFMT is offered only where the account's root can set
+        // times (an object store cannot; other paths answer 502).
+        let set_modified = self
+            .user
+            .as_ref()
+            .and_then(|u| u.vfs.resolve("/"))
+            .is_none_or(|root| root.mount.storage.capabilities().set_modified);
         let mut features = vec![
             "EPRT".to_string(),
             "EPSV".to_string(),
@@ -59,6 +66,9 @@ impl Session {
             "TVFS".to_string(),
             "UTF8".to_string(),
         ];
+        if !set_modified {
+            features.retain(|f| f != "MFMT");
+        }
         if tls {
             features.extend(["AUTH TLS".to_string(), "PBSZ".to_string(), "PROT".to_string()]);
             features.sort();

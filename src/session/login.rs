@@ -215,8 +215,15 @@ async fn quota_usage(
         return Ok(Some(usage));
     }
     let root = account.root.clone();
-    let (bytes, files) =
-        tokio::task::spawn_blocking(move || count(&root)).await.map_err(std::io::Error::other)??;
+    let (bytes, files) = match crate::vfs::object::StoreRef::parse(&root) {
+        // A root on an object store: counted by walking its listing.
+        Some(store) => {
+            let store = store.map_err(std::io::Error::other)?;
+            let storage = crate::vfs::object::ObjectStorage::open(&store).map_err(std::io::Error::other)?;
+            storage.usage().await.map_err(std::io::Error::other)?
+        }
+        None => tokio::task::spawn_blocking(move || count(&root)).await.map_err(std::io::Error::other)??,
+    };
     tracing::info!(user = %account.name, bytes, files, "quota usage counted");
     Ok(Some(shared.quotas.insert(&account.name, std::sync::Arc::new(Usage::new(bytes, files)))))
 }

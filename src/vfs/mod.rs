@@ -9,6 +9,7 @@
 //! encodings cannot reach outside.
 
 pub mod local;
+pub mod object;
 pub mod path;
 #[cfg(test)]
 mod path_proptests;
@@ -76,6 +77,15 @@ fn open_trees() -> std::sync::MutexGuard<'static, OpenTrees> {
     trees.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The backend behind a root or a mount's real path.
+fn open_storage(real: &std::path::Path) -> Result<Arc<dyn Storage>, StorageError> {
+    match object::StoreRef::parse(real) {
+        Some(Ok(store)) => Ok(Arc::new(object::ObjectStorage::open(&store)?)),
+        Some(Err(e)) => Err(StorageError::new(StorageErrorKind::InvalidName, e)),
+        None => Ok(Arc::new(local::LocalStorage::new(real)?)),
+    }
+}
+
 /// A mounted backend in a session's tree.
 #[derive(Debug, Clone)]
 pub struct Mount {
@@ -108,18 +118,17 @@ pub struct Vfs {
 }
 
 impl Vfs {
-    /// Builds the tree for an account on the local file system: `root` at `/`,
-    /// then each mount. Fails if a directory is missing.
+    /// Builds the tree for an account: `root` at `/`, then each mount. A
+    /// root or mount written `store:NAME/prefix` is a configured object
+    /// store ([`object`]), anything else a local directory. Fails if a
+    /// directory is missing or a store is not configured.
     pub fn local(root: &std::path::Path, mounts: &[MountSpec]) -> Result<Vfs, StorageError> {
-        let mut list = vec![Mount {
-            virtual_prefix: "/".to_string(),
-            storage: Arc::new(local::LocalStorage::new(root)?),
-            read_only: false,
-        }];
+        let mut list =
+            vec![Mount { virtual_prefix: "/".to_string(), storage: open_storage(root)?, read_only: false }];
         for spec in mounts {
             list.push(Mount {
                 virtual_prefix: spec.virtual_path.clone(),
-                storage: Arc::new(local::LocalStorage::new(&spec.real_path)?),
+                storage: open_storage(&spec.real_path)?,
                 read_only: spec.read_only,
             });
         }

@@ -7,7 +7,8 @@
 //! Sessions update it on every upload, DELE and RNTO over a file; only
 //! files count towards the file limit (RMD removes empty directories, which
 //! cost nothing). Virtual directories grafted from elsewhere do not count:
-//! only the root's own tree does.
+//! only the root's own tree does. A root on an object store is counted by
+//! walking the store's listing instead ([`super::object::ObjectStorage::usage`]).
 //!
 //! An upload is charged as its bytes arrive ([`QuotaUpload`]): a write that
 //! would pass the limit fails with "storage full" before it reaches the
@@ -108,6 +109,13 @@ impl Registry {
 /// Bytes and files under `root` (symbolic links are not followed; the
 /// server's temporary uploads are skipped). Blocking.
 pub fn count(root: &Path) -> io::Result<(u64, u64)> {
+    if super::object::is_store_path(root) {
+        // Counted at login through the store's listing (see session::login).
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "a root on an object store is counted through the store's listing at login, not here",
+        ));
+    }
     let (mut bytes, mut files) = (0u64, 0u64);
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {

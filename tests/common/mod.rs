@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod daemon;
+pub mod garage;
 pub mod http;
 pub mod postgres;
 pub mod tls;
