@@ -564,6 +564,9 @@ async fn run(cli: Cli) -> Result<bool> {
         .work
         .clone()
         .unwrap_or_else(|| target.join(if plan.smoke { "bench-work-smoke" } else { "bench-work" }));
+    // Server configurations name paths under it, which a server resolves
+    // against its configuration file's directory: make it absolute.
+    let work = std::path::absolute(&work).with_context(|| format!("--work {}", work.display()))?;
     let out = cli.out.clone().unwrap_or_else(|| {
         if plan.smoke {
             target.join("bench-smoke")

@@ -549,10 +549,9 @@ fn admit(mut stream: tokio::net::TcpStream, peer: SocketAddr, info: ListenerInfo
             if let Some(m) = &shared.metrics {
                 m.accepted();
             }
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                crate::session::run(stream, peer, info, shared, guard).await;
-            });
+            // The session's own future, not one wrapping it: a wrapper would
+            // hold the arguments again beside it.
+            tokio::spawn(crate::session::run(stream, peer, info, shared.clone(), guard));
         }
         Admission::Refused(reason) if info.implicit_tls => {
             refused(metrics::Refusal::Limits);

@@ -220,7 +220,8 @@ async fn quota_usage(
         Some(store) => {
             let store = store.map_err(std::io::Error::other)?;
             let storage = crate::vfs::object::ObjectStorage::open(&store).map_err(std::io::Error::other)?;
-            storage.usage().await.map_err(std::io::Error::other)?
+            // Boxed: the listing walk's state must not enlarge every session.
+            Box::pin(storage.usage()).await.map_err(std::io::Error::other)?
         }
         None => tokio::task::spawn_blocking(move || count(&root)).await.map_err(std::io::Error::other)??,
     };

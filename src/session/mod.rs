@@ -38,56 +38,71 @@ use security::TlsState;
 use transfer::{Finished, Transfer};
 use user::LoggedIn;
 
-/// Serves one control connection until it ends.
-pub async fn run(
+/// Serves one control connection until it ends: the future to spawn.
+///
+/// Not an `async fn`, and neither is [`serve_control`]: an async function's
+/// future keeps its arguments beside the values moved out of them, which
+/// would hold the connection's state twice for the whole session. A plain
+/// connection's future is the session itself; an implicit-TLS one is boxed
+/// with its handshake, whose state is large and lives only until it ends.
+pub fn run(
     stream: TcpStream,
     peer: SocketAddr,
     listener: ListenerInfo,
     shared: Arc<Shared>,
     guard: ConnectionGuard,
-) {
+) -> impl Future<Output = ()> + Send {
+    use futures_util::future::Either;
     let local = match stream.local_addr() {
         Ok(addr) => addr,
         Err(e) => {
             tracing::warn!(%peer, error = %e, "connection lost before the greeting");
-            return;
+            return Either::Left(Box::pin(std::future::ready(())) as Pin<Box<dyn Future<Output = ()> + Send>>);
         }
     };
     let _ = stream.set_nodelay(true);
     let write_timeout = Duration::from_secs(shared.live().config.timeouts.data.max(1));
-    let (control, tls) = if listener.implicit_tls {
-        // Boxed: a handshake's state is large and lives only until it ends.
-        match Box::pin(security::implicit_handshake(stream, &shared))
-            .instrument(tracing::info_span!("session", %peer))
-            .await
-        {
-            Some((stream, tls)) => (Control::new_tls(stream, write_timeout), Some(tls)),
-            None => return,
-        }
-    } else {
-        (Control::new(stream, write_timeout), None)
-    };
-    serve_control(control, tls, peer, local, listener, shared, guard).await;
+    if listener.implicit_tls {
+        return Either::Left(Box::pin(async move {
+            let handshake = security::implicit_handshake(stream, &shared)
+                .instrument(tracing::info_span!("session", %peer));
+            if let Some((stream, tls)) = handshake.await {
+                let control = Control::new_tls(stream, write_timeout);
+                serve_control(control, Some(tls), peer, local, listener, shared, guard).await;
+            }
+        }));
+    }
+    Either::Right(serve_control(
+        Control::new(stream, write_timeout),
+        None,
+        peer,
+        local,
+        listener,
+        shared,
+        guard,
+    ))
 }
 
 /// Serves one control connection over a Unix-domain socket (inetd mode on
 /// a socketpair): taken for a loopback client at `peer`, with passive data
 /// connections on `local`'s address. No TLS on such a connection.
 #[cfg(unix)]
-pub async fn run_unix(
+pub fn run_unix(
     stream: tokio::net::UnixStream,
     peer: SocketAddr,
     local: SocketAddr,
     shared: Arc<Shared>,
     guard: ConnectionGuard,
-) {
+) -> impl Future<Output = ()> + Send {
     let write_timeout = Duration::from_secs(shared.live().config.timeouts.data.max(1));
     let control = Control::new_unix(stream, write_timeout);
     let listener = ListenerInfo { configured: local, implicit_tls: false };
-    serve_control(control, None, peer, local, listener, shared, guard).await;
+    serve_control(control, None, peer, local, listener, shared, guard)
 }
 
-async fn serve_control(
+/// Not an `async fn`: the arguments of one are kept in its future beside
+/// the values moved out of them, so the session would be held twice.
+fn serve_control(
     control: Control,
     tls: Option<Box<TlsState>>,
     peer: SocketAddr,
@@ -95,7 +110,7 @@ async fn serve_control(
     listener: ListenerInfo,
     shared: Arc<Shared>,
     guard: ConnectionGuard,
-) {
+) -> impl Future<Output = ()> + Send {
     let span = tracing::info_span!("session", %peer);
     let rate = rate::CommandRate::new(&shared.live().config.limits);
     // Only a server with the web admin keeps a registry of its sessions, so
@@ -118,7 +133,7 @@ async fn serve_control(
         registration,
         _guard: guard,
     };
-    session.serve().instrument(span).await;
+    async move { session.serve().await }.instrument(span)
 }
 
 /// Transfer parameters set by TYPE, REST, PASV/PORT …; reset by REIN.
@@ -334,7 +349,10 @@ impl Session {
             return false;
         }
         tracing::info!("closing for shutdown");
-        let _ = self.send(&Reply::new(421, "Server shutting down, closing control connection.")).await;
+        // Boxed: runs once per session at most, so the write's state must
+        // not enlarge every idle session.
+        let reply = Reply::new(421, "Server shutting down, closing control connection.");
+        let _ = Box::pin(self.send(&reply)).await;
         true
     }
 
