@@ -490,6 +490,9 @@ fn upload_completes_when_the_store_node_in_use_dies_behind_haproxy() {
     assert!(killed);
     assert_eq!(reply.code, 226, "upload when the store node in use dies: {reply}");
     eprintln!("80 MiB STOR with the store node in use killed at 1/3: {:?}", started.elapsed());
+    // A request in flight on the killed node is retried (and a GET
+    // resumes at the offset reached): the log says so.
+    eprintln!("requests retried: {}", retried(&d, "Write"));
     check_download(&mut ftp, "failover.bin", LEN);
     let op = s.garage.operator(1);
     let meta = runtime().block_on(op.stat("bob/failover.bin")).unwrap();
@@ -533,4 +536,13 @@ fn download_completes_when_the_store_node_in_use_dies_behind_haproxy() {
     assert_eq!(got, LEN, "RETR length when the store node in use dies");
     assert_eq!(ftp.read_reply().code, 226);
     eprintln!("64 MiB RETR with the store node in use killed at 1/3: {:?}", started.elapsed());
+    // A request in flight on the killed node is retried (and a GET
+    // resumes at the offset reached): the log says so.
+    eprintln!("requests retried: {}", retried(&d, "Read"));
+}
+
+/// How many times the daemon's log says the store's client retried `op`
+/// (`Read`, `Write`): the retries of requests broken by a kill.
+fn retried(d: &Daemon, op: &str) -> usize {
+    d.log_text().lines().filter(|l| l.contains(&format!("will retry {op}"))).count()
 }
