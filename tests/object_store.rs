@@ -10,7 +10,9 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::Shutdown;
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::daemon::Daemon;
@@ -40,6 +42,12 @@ struct Setup {
 fn setup(node: usize) -> Option<Setup> {
     let program = garage::program()?;
     let garage = Garage::start(&program);
+    let endpoint = garage.endpoint(node);
+    Some(setup_at(garage, &endpoint))
+}
+
+/// As `setup`, with the store's endpoint `endpoint`.
+fn setup_at(garage: Garage, endpoint: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("alice");
     std::fs::create_dir(&root).unwrap();
@@ -54,11 +62,11 @@ fn setup(node: usize) -> Option<Setup> {
         format!(
             "[server]\nlisten = [\"127.0.0.1:0\"]\n[auth]\nchain = [\"userdb\"]\n[userdb]\npath = \"users.db\"\n\
              [timeouts]\ndata = 60\n[limits]\nfailed_login_delay_ms = 20\n{}",
-            garage.store_section("s3", node, &format!("{PART}")),
+            garage.store_section_at("s3", endpoint, &format!("{PART}")),
         ),
     )
     .unwrap();
-    Some(Setup { dir, garage, config })
+    Setup { dir, garage, config }
 }
 
 impl Setup {
@@ -369,4 +377,172 @@ fn upload_completes_when_a_store_node_dies_mid_transfer() {
     let op = s.garage.operator(1);
     let meta = runtime().block_on(op.stat("bob/survivor.bin")).unwrap();
     assert_eq!(meta.content_length(), LEN);
+}
+
+/// The `haproxy` program, or `None` (with a message) to skip outside CI.
+fn haproxy_program() -> Option<PathBuf> {
+    let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .chain([PathBuf::from("/usr/sbin")])
+        .map(|dir| dir.join("haproxy"))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "haproxy is not installed (apt-get install haproxy; .ci/run does this): required in CI"
+        );
+        eprintln!("SKIPPED: haproxy is not installed (apt-get install haproxy)");
+    }
+    found
+}
+
+/// HAProxy in front of the three nodes' S3 APIs, as a site would deploy
+/// it; killed on drop.
+struct S3Proxy {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl S3Proxy {
+    fn start(program: &std::path::Path, dir: &std::path::Path, garage: &Garage) -> S3Proxy {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+        // TCP mode: each S3 request is one HTTP exchange on a connection
+        // the client (opendal) retries as a whole when it breaks, so
+        // HAProxy need not understand or buffer bodies. `balance first`
+        // sends everything to node 0 while it is up (so the test knows
+        // which node to kill); the others take over when it is down.
+        // Failover is fast because: a dead node refuses connections at
+        // once, `retries` + `option redispatch 1` move each refused
+        // connection to another server (after min(timeout connect, 1s),
+        // hence a short `timeout connect`), and the health check
+        // (`inter 200ms fall 1`) takes the node out within ~200 ms;
+        // `on-marked-down shutdown-sessions` closes connections still
+        // open to it so no request waits for a timeout.
+        let servers: String = (0..3)
+            .map(|i| {
+                format!(
+                    "    server garage{i} {} check inter 200ms fall 1 rise 2 on-marked-down shutdown-sessions\n",
+                    garage.s3_addr(i)
+                )
+            })
+            .collect();
+        let config = format!(
+            "global\n    maxconn 500\n\
+             defaults\n    mode tcp\n    timeout connect 200ms\n    timeout client 120s\n    \
+             timeout server 120s\n    retries 3\n    option redispatch 1\n\
+             frontend s3\n    bind {addr}\n    default_backend garage\n\
+             backend garage\n    balance first\n{servers}"
+        );
+        let path = dir.join("haproxy.cfg");
+        std::fs::write(&path, config).unwrap();
+        let child = Command::new(program)
+            .arg("-f")
+            .arg(&path)
+            .arg("-db")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start haproxy");
+        let up = wait_until(Duration::from_secs(30), || TcpStream::connect(addr).is_ok());
+        assert!(up, "haproxy did not listen on {addr}");
+        S3Proxy { child, addr }
+    }
+}
+
+impl Drop for S3Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A cluster behind HAProxy, ferroftpd's store pointed at HAProxy.
+fn setup_behind_haproxy() -> Option<(Setup, S3Proxy)> {
+    let haproxy = haproxy_program()?;
+    let program = garage::program()?;
+    let garage = Garage::start(&program);
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = S3Proxy::start(&haproxy, dir.path(), &garage);
+    let s = setup_at(garage, &format!("http://{}", proxy.addr));
+    drop(dir);
+    Some((s, proxy))
+}
+
+#[test]
+fn upload_completes_when_the_store_node_in_use_dies_behind_haproxy() {
+    let Some((mut s, _proxy)) = setup_behind_haproxy() else { return };
+    const LEN: u64 = 80 << 20;
+    let d = s.daemon();
+    let mut ftp = login(&d, BOB);
+    let mut killed = false;
+    let garage = &mut s.garage;
+    let started = Instant::now();
+    let reply = stream_upload(&mut ftp, "failover.bin", LEN, |sent| {
+        if !killed && sent >= LEN / 3 {
+            // `balance first`: node 0 receives every request.
+            garage.kill_node(0);
+            killed = true;
+        }
+        if killed {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    assert!(killed);
+    assert_eq!(reply.code, 226, "upload when the store node in use dies: {reply}");
+    eprintln!("80 MiB STOR with the store node in use killed at 1/3: {:?}", started.elapsed());
+    // A request in flight on the killed node is retried (and a GET
+    // resumes at the offset reached): the log says so.
+    eprintln!("requests retried: {}", retried(&d, "Write"));
+    check_download(&mut ftp, "failover.bin", LEN);
+    let op = s.garage.operator(1);
+    let meta = runtime().block_on(op.stat("bob/failover.bin")).unwrap();
+    assert_eq!(meta.content_length(), LEN);
+}
+
+#[test]
+fn download_completes_when_the_store_node_in_use_dies_behind_haproxy() {
+    let Some((mut s, _proxy)) = setup_behind_haproxy() else { return };
+    const LEN: u64 = 64 << 20;
+    let d = s.daemon();
+    let mut ftp = login(&d, BOB);
+    let reply = stream_upload(&mut ftp, "read.bin", LEN, |_| {});
+    assert_eq!(reply.code, 226, "{reply}");
+    let addr = ftp.epsv();
+    let mut data = connect_data(addr);
+    ftp.expect("RETR read.bin", 150);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut want = vec![0u8; 1 << 20];
+    let mut got = 0u64;
+    let mut killed = false;
+    let started = Instant::now();
+    loop {
+        let n = data.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        fill(&mut want[..n], got);
+        assert!(buf[..n] == want[..n], "content differs near byte {got}");
+        got += n as u64;
+        if !killed && got >= LEN / 3 {
+            s.garage.kill_node(0);
+            killed = true;
+        }
+        if !killed {
+            // Slow until the kill, so it lands in the middle of the GET.
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    assert!(killed);
+    assert_eq!(got, LEN, "RETR length when the store node in use dies");
+    assert_eq!(ftp.read_reply().code, 226);
+    eprintln!("64 MiB RETR with the store node in use killed at 1/3: {:?}", started.elapsed());
+    // A request in flight on the killed node is retried (and a GET
+    // resumes at the offset reached): the log says so.
+    eprintln!("requests retried: {}", retried(&d, "Read"));
+}
+
+/// How many times the daemon's log says the store's client retried `op`
+/// (`Read`, `Write`): the retries of requests broken by a kill.
+fn retried(d: &Daemon, op: &str) -> usize {
+    d.log_text().lines().filter(|l| l.contains(&format!("will retry {op}"))).count()
 }

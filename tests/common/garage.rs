@@ -139,14 +139,22 @@ impl Garage {
         format!("http://{}", self.nodes[i].s3)
     }
 
+    /// The address of node `i`'s S3 API.
+    pub fn s3_addr(&self, i: usize) -> SocketAddr {
+        self.nodes[i].s3
+    }
+
     /// A `[stores.NAME]` section for ferroftpd, talking to node `i`.
     pub fn store_section(&self, name: &str, node: usize, part_size: &str) -> String {
+        self.store_section_at(name, &self.endpoint(node), part_size)
+    }
+
+    /// A `[stores.NAME]` section for ferroftpd, talking to `endpoint`.
+    pub fn store_section_at(&self, name: &str, endpoint: &str, part_size: &str) -> String {
         format!(
             "[stores.{name}]\nendpoint = \"{}\"\nbucket = \"{BUCKET}\"\nregion = \"{REGION}\"\n\
              access_key_id = \"{}\"\nsecret_access_key = \"{}\"\npart_size = \"{part_size}\"\n",
-            self.endpoint(node),
-            self.key_id,
-            self.secret
+            endpoint, self.key_id, self.secret
         )
     }
 
