@@ -40,22 +40,6 @@ const PROBE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 5);
 /// their middle.
 const RATE: usize = 4 * 1024 * 1024;
 
-/// The `haproxy` program, or `None` (with a message) to skip outside CI.
-fn haproxy_program() -> Option<PathBuf> {
-    let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .chain([PathBuf::from("/usr/sbin")])
-        .map(|dir| dir.join("haproxy"))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "haproxy is not installed (apt-get install haproxy; .ci/run does this): required in CI"
-        );
-        eprintln!("SKIPPED: haproxy is not installed (apt-get install haproxy)");
-    }
-    found
-}
-
 /// HAProxy as a child process, killed on drop.
 struct Haproxy {
     child: Child,

@@ -11,7 +11,6 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -377,22 +376,6 @@ fn upload_completes_when_a_store_node_dies_mid_transfer() {
     let op = s.garage.operator(1);
     let meta = runtime().block_on(op.stat("bob/survivor.bin")).unwrap();
     assert_eq!(meta.content_length(), LEN);
-}
-
-/// The `haproxy` program, or `None` (with a message) to skip outside CI.
-fn haproxy_program() -> Option<PathBuf> {
-    let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .chain([PathBuf::from("/usr/sbin")])
-        .map(|dir| dir.join("haproxy"))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "haproxy is not installed (apt-get install haproxy; .ci/run does this): required in CI"
-        );
-        eprintln!("SKIPPED: haproxy is not installed (apt-get install haproxy)");
-    }
-    found
 }
 
 /// HAProxy in front of the three nodes' S3 APIs, as a site would deploy

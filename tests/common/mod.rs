@@ -987,3 +987,19 @@ pub fn rss_of(pid: &str) -> u64 {
     }
     panic!("no VmRSS in /proc/self/status");
 }
+
+/// The `haproxy` program, or `None` (with a message) to skip outside CI.
+pub fn haproxy_program() -> Option<PathBuf> {
+    let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .chain([PathBuf::from("/usr/sbin")])
+        .map(|dir| dir.join("haproxy"))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "haproxy is not installed (apt-get install haproxy; .ci/run does this): required in CI"
+        );
+        eprintln!("SKIPPED: haproxy is not installed (apt-get install haproxy)");
+    }
+    found
+}
