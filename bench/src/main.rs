@@ -652,6 +652,13 @@ async fn run(cli: Cli) -> Result<bool> {
     };
 
     let work = Workset { only: &only, block: &block, tls: tls.as_ref() };
+    if only.iter().any(|o| o == "throughput") && kinds.contains(&Kind::Ferroftpd) {
+        res.notes.push(
+            "ferroftpd runs with its default transfer.fsync = true: every upload is synced to disk \
+             (file and directory entry) before its 226; the peers send 226 without syncing."
+                .into(),
+        );
+    }
     let wants_store = only.iter().any(|o| o == "objectstore");
     let garage = if wants_store { objectstore::program() } else { None };
     if wants_store && garage.is_none() {
