@@ -1,27 +1,14 @@
 //! The `ferroftpd` binary's user and check-config commands, run as an
 //! administrator would: exit codes, messages, and the database they leave.
 
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+mod common;
+
+use std::process::Output;
+
+use common::run_cli as run;
 
 use ferroftpd::auth::password::verify_blocking;
 use ferroftpd::auth::userdb::{SqliteUserStore, UserStore};
-
-/// Runs the binary in `dir` with `args`, feeding `stdin`.
-fn run(dir: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferroftpd"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ferroftpd");
-    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
-    child.wait_with_output().expect("wait for ferroftpd")
-}
 
 fn text(o: &Output) -> (String, String) {
     (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())

@@ -17,13 +17,12 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::daemon::Daemon;
 use common::postgres::Postgres;
+use common::run_cli as cli;
 use common::*;
 use ferroftpd::auth::password::hash_password;
 use ferroftpd::auth::userdb::{UserRecord, UserStore};
@@ -32,21 +31,6 @@ use ferroftpd::vfs::MountSpec;
 use suppaftp::FtpStream;
 
 const BANNED: (u16, &str) = (421, "Too many failed logins from your address, try again later.");
-
-/// Runs the binary in `dir`, feeding `stdin`.
-fn cli(dir: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferroftpd"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ferroftpd");
-    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
-    child.wait_with_output().expect("wait for ferroftpd")
-}
 
 #[track_caller]
 fn cli_ok(dir: &Path, args: &[&str], stdin: &str) -> String {

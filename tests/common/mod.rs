@@ -1003,3 +1003,18 @@ pub fn haproxy_program() -> Option<PathBuf> {
     }
     found
 }
+
+/// Runs the ferroftpd binary in `dir` with `args`, feeding `stdin`.
+pub fn run_cli(dir: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferroftpd"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ferroftpd");
+    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    child.wait_with_output().expect("wait for ferroftpd")
+}
