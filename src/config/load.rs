@@ -1616,8 +1616,7 @@ mod tests {
         let aws = &c.stores["aws"];
         assert_eq!((aws.region.as_str(), aws.access_key_id.as_ref()), ("us-east-1", None));
         assert_eq!(aws.part_size, crate::config::ByteSize::mib(8));
-        let settings = c.store_settings();
-        assert_eq!(settings.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["aws", "s3"]);
+        assert_eq!(c.stores.keys().map(String::as_str).collect::<Vec<_>>(), ["aws", "s3"]);
 
         let e = error(
             "[stores.s3]\nendpoint = \"127.0.0.1:3900\"\npart_size = \"1 MiB\"\naccess_key_id = \"k\"\n",

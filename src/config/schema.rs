@@ -625,22 +625,3 @@ impl Default for StoreConfig {
         }
     }
 }
-
-impl Config {
-    /// The stores in the form the object-store backend takes.
-    pub fn store_settings(&self) -> Vec<crate::vfs::object::StoreSettings> {
-        self.stores
-            .iter()
-            .map(|(name, s)| crate::vfs::object::StoreSettings {
-                name: name.clone(),
-                endpoint: s.endpoint.clone(),
-                bucket: s.bucket.clone(),
-                region: s.region.clone(),
-                access_key_id: s.access_key_id.clone(),
-                secret_access_key: s.secret_access_key.clone(),
-                path_style: s.path_style,
-                part_size: s.part_size.bytes(),
-            })
-            .collect()
-    }
-}

@@ -49,7 +49,7 @@ pub fn explain(
         ))
     })?;
     let account = find_account(config, user)?;
-    crate::vfs::object::configure(&config.store_settings())
+    crate::vfs::object::configure(&config.stores)
         .map_err(|e| ExplainError::Failed(format!("cannot open the object stores: {e}")))?;
     let vfs = Vfs::local(&account.root, &account.mounts).map_err(|e| {
         ExplainError::Failed(format!("cannot open the directories of `{}`: {e}", account.name))

@@ -138,7 +138,7 @@ impl Shared {
         let live = Arc::new(Live::new(config, auth)?);
         crate::auth::password::set_memory_budget(live.config.limits.hashing_memory.bytes());
         crate::vfs::local::set_durable_commits(live.config.transfer.fsync);
-        crate::vfs::object::configure(&live.config.store_settings())?;
+        crate::vfs::object::configure(&live.config.stores)?;
         self.passive.set_range(live.config.passive.port_range);
         match self.live.write() {
             Ok(mut guard) => *guard = live,
@@ -184,7 +184,7 @@ impl Server {
         let config = &live.config;
         crate::auth::password::set_memory_budget(config.limits.hashing_memory.bytes());
         crate::vfs::local::set_durable_commits(config.transfer.fsync);
-        crate::vfs::object::configure(&config.store_settings())?;
+        crate::vfs::object::configure(&config.stores)?;
         let mut listeners = Vec::new();
         if let Some(activated) = activated {
             for socket in activated {

@@ -25,7 +25,7 @@
 //! ([`configure`]) and shared, so sessions that never touch a store pay
 //! nothing for it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
@@ -39,6 +39,8 @@ use futures_util::stream::{StreamExt, TryStreamExt};
 use futures_util::FutureExt;
 use opendal::{EntryMode, ErrorKind as OdErrorKind, Operator};
 use tokio::io::AsyncWrite;
+
+use crate::config::StoreConfig;
 
 use super::{
     Capabilities, DirEntry, EntryStream, FileKind, Metadata, Reader, Storage, StorageError, StorageErrorKind,
@@ -56,24 +58,6 @@ pub const MAX_PART_SIZE: u64 = 5 << 30;
 
 /// Keys fetched per listing request (the store's page size).
 const LIST_PAGE: usize = 1000;
-
-/// One configured store, as the configuration gives it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreSettings {
-    pub name: String,
-    /// `http(s)://host:port`; empty for AWS's default endpoint of `region`.
-    pub endpoint: String,
-    pub bucket: String,
-    pub region: String,
-    /// From the configuration, else `AWS_ACCESS_KEY_ID` /
-    /// `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`) from the environment.
-    pub access_key_id: Option<String>,
-    pub secret_access_key: Option<String>,
-    /// `https://endpoint/bucket/key` (true, the default: MinIO, Garage, Ceph)
-    /// instead of `https://bucket.endpoint/key`.
-    pub path_style: bool,
-    pub part_size: u64,
-}
 
 /// A store reference parsed from a root or a mount's real path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,7 +108,7 @@ pub fn is_store_path(real: &Path) -> bool {
 
 #[derive(Debug)]
 struct OpenStore {
-    settings: StoreSettings,
+    config: StoreConfig,
     op: Operator,
 }
 
@@ -142,8 +126,8 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Builds the opendal operator of a store (no network traffic).
-pub fn open_operator(s: &StoreSettings) -> Result<Operator, StorageError> {
+/// Builds the opendal operator of the store `name` (no network traffic).
+pub fn open_operator(name: &str, s: &StoreConfig) -> Result<Operator, StorageError> {
     install_crypto_provider();
     let mut builder = opendal::services::S3::default().bucket(&s.bucket).region(&s.region).root("/");
     if !s.endpoint.is_empty() {
@@ -165,7 +149,7 @@ pub fn open_operator(s: &StoreSettings) -> Result<Operator, StorageError> {
         builder = builder.disable_config_load().disable_ec2_metadata();
     }
     let op = Operator::new(builder)
-        .map_err(|e| map_err(&s.name, e))?
+        .map_err(|e| map_err(name, e))?
         .layer(
             opendal::layers::TimeoutLayer::new()
                 .with_timeout(Duration::from_secs(120))
@@ -185,15 +169,15 @@ pub fn open_operator(s: &StoreSettings) -> Result<Operator, StorageError> {
 /// Puts the configured stores in force (at start and on reload). Trees
 /// already open keep the store they were opened with until their last
 /// session ends.
-pub fn configure(settings: &[StoreSettings]) -> Result<(), StorageError> {
+pub fn configure(configured: &BTreeMap<String, StoreConfig>) -> Result<(), StorageError> {
     let mut open = Stores::new();
-    for s in settings {
-        let existing = stores().read().ok().and_then(|g| g.get(&s.name).cloned());
+    for (name, s) in configured {
+        let existing = stores().read().ok().and_then(|g| g.get(name).cloned());
         let store = match existing {
-            Some(old) if old.settings == *s => old,
-            _ => Arc::new(OpenStore { settings: s.clone(), op: open_operator(s)? }),
+            Some(old) if old.config == *s => old,
+            _ => Arc::new(OpenStore { config: s.clone(), op: open_operator(name, s)? }),
         };
-        open.insert(s.name.clone(), store);
+        open.insert(name.clone(), store);
     }
     match stores().write() {
         Ok(mut guard) => *guard = open,
@@ -218,7 +202,12 @@ impl ObjectStorage {
         let store = stores().read().ok().and_then(|g| g.get(&r.store).cloned()).ok_or_else(|| {
             StorageError::new(StorageErrorKind::NotFound, format!("store `{}` is not configured", r.store))
         })?;
-        Ok(ObjectStorage::with_operator(&r.store, store.op.clone(), &r.prefix, store.settings.part_size))
+        Ok(ObjectStorage::with_operator(
+            &r.store,
+            store.op.clone(),
+            &r.prefix,
+            store.config.part_size.bytes(),
+        ))
     }
 
     pub fn with_operator(name: &str, op: Operator, prefix: &str, part_size: u64) -> ObjectStorage {
@@ -705,22 +694,21 @@ mod tests {
         assert_eq!(e(OdErrorKind::Unexpected), StorageErrorKind::Other);
     }
 
-    fn settings(name: &str) -> StoreSettings {
-        StoreSettings {
-            name: name.into(),
+    fn stores_named(name: &str) -> BTreeMap<String, StoreConfig> {
+        let config = StoreConfig {
             endpoint: "http://127.0.0.1:9".into(),
             bucket: "b".into(),
             region: "garage".into(),
             access_key_id: Some("k".into()),
             secret_access_key: Some("s".into()),
-            path_style: true,
-            part_size: DEFAULT_PART_SIZE,
-        }
+            ..StoreConfig::default()
+        };
+        BTreeMap::from([(name.to_string(), config)])
     }
 
     #[tokio::test]
     async fn stores_open_by_name_and_refuse_what_objects_cannot_do() {
-        configure(&[settings("unit-a")]).unwrap();
+        configure(&stores_named("unit-a")).unwrap();
         let missing = ObjectStorage::open(&StoreRef { store: "nope".into(), prefix: String::new() });
         assert_eq!(missing.unwrap_err().kind, StorageErrorKind::NotFound);
         let s = ObjectStorage::open(&StoreRef { store: "unit-a".into(), prefix: "p/q".into() }).unwrap();
@@ -742,7 +730,7 @@ mod tests {
 
     #[test]
     fn part_size_is_clamped_to_what_s3_accepts() {
-        let op = open_operator(&settings("unit-b")).unwrap();
+        let op = open_operator("unit-b", &stores_named("unit-b")["unit-b"]).unwrap();
         assert_eq!(ObjectStorage::with_operator("x", op.clone(), "", 1).part_size as u64, MIN_PART_SIZE);
         assert_eq!(ObjectStorage::with_operator("x", op, "", 16 << 20).part_size, 16 << 20);
     }

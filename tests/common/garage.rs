@@ -161,17 +161,15 @@ impl Garage {
     /// An opendal operator on the bucket through node `i`, for the tests'
     /// own S3 requests.
     pub fn operator(&self, node: usize) -> opendal::Operator {
-        ferroftpd::vfs::object::open_operator(&ferroftpd::vfs::object::StoreSettings {
-            name: "test".into(),
+        let config = ferroftpd::config::StoreConfig {
             endpoint: self.endpoint(node),
             bucket: BUCKET.into(),
             region: REGION.into(),
             access_key_id: Some(self.key_id.clone()),
             secret_access_key: Some(self.secret.clone()),
-            path_style: true,
-            part_size: 8 << 20,
-        })
-        .expect("operator")
+            ..Default::default()
+        };
+        ferroftpd::vfs::object::open_operator("test", &config).expect("operator")
     }
 
     /// Kills node `i` with SIGKILL.

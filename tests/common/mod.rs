@@ -507,6 +507,20 @@ impl Ftp {
         }
     }
 
+    /// Reads the replies to an ABOR sent during a transfer: 426 then 226, or
+    /// 226 alone when the transfer had just ended (RFC 959).
+    pub fn expect_abort_replies(&mut self, what: &str) {
+        let first = self.read_reply();
+        match first.code {
+            426 => {
+                let second = self.read_reply();
+                assert_eq!(second.code, 226, "{what}: after 426: {second}");
+            }
+            226 => {}
+            _ => panic!("{what}: ABOR got {first} (expected 426 then 226, or 226)"),
+        }
+    }
+
     /// Sends a command and reads its reply.
     pub fn cmd(&mut self, line: &str) -> Reply {
         self.send(line);
