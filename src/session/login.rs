@@ -83,7 +83,7 @@ impl Session {
                 return self.login_failed(started, account.module).await;
             }
         };
-        let quota = match quota_usage(&self.shared, &account).await {
+        let quota = match quota_usage(&self.shared, &account, &vfs).await {
             Ok(q) => q,
             Err(e) => {
                 // As for a missing root: no hint that the password was right.
@@ -202,29 +202,22 @@ async fn build_vfs(account: &Account) -> Result<std::sync::Arc<Vfs>, crate::vfs:
 }
 
 /// The storage used by an account with a quota: shared with its other
-/// sessions, or counted by walking its root (off the async workers).
+/// sessions, or counted by its root's backend (a walk of the tree).
 async fn quota_usage(
     shared: &crate::server::Shared,
     account: &Account,
+    vfs: &Vfs,
 ) -> std::io::Result<Option<std::sync::Arc<crate::vfs::quota::Usage>>> {
-    use crate::vfs::quota::{count, Usage};
+    use crate::vfs::quota::Usage;
     if account.shaping.quota_bytes.is_none() && account.shaping.quota_files.is_none() {
         return Ok(None);
     }
     if let Some(usage) = shared.quotas.get(&account.name) {
         return Ok(Some(usage));
     }
-    let root = account.root.clone();
-    let (bytes, files) = match crate::vfs::object::StoreRef::parse(&root) {
-        // A root on an object store: counted by walking its listing.
-        Some(store) => {
-            let store = store.map_err(std::io::Error::other)?;
-            let storage = crate::vfs::object::ObjectStorage::open(&store).map_err(std::io::Error::other)?;
-            // Boxed: the listing walk's state must not enlarge every session.
-            Box::pin(storage.usage()).await.map_err(std::io::Error::other)?
-        }
-        None => tokio::task::spawn_blocking(move || count(&root)).await.map_err(std::io::Error::other)??,
-    };
+    let root = vfs.resolve("/").ok_or_else(|| std::io::Error::other("no root mounted at /"))?;
+    // Boxed: a walk's state must not enlarge every session.
+    let (bytes, files) = Box::pin(root.mount.storage.usage()).await.map_err(std::io::Error::other)?;
     tracing::info!(user = %account.name, bytes, files, "quota usage counted");
     Ok(Some(shared.quotas.insert(&account.name, std::sync::Arc::new(Usage::new(bytes, files)))))
 }

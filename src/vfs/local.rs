@@ -111,6 +111,15 @@ impl LocalStorage {
 
 #[async_trait]
 impl Storage for LocalStorage {
+    async fn usage(&self) -> Result<(u64, u64), StorageError> {
+        // A walk of the whole tree: off the async workers.
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || super::quota::count(&root))
+            .await
+            .map_err(|e| StorageError::new(StorageErrorKind::Other, e.to_string()))?
+            .map_err(|e| StorageError::new(StorageErrorKind::Other, e.to_string()))
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities { append: true, resume_upload: true, set_modified: true, set_mode: cfg!(unix) }
     }

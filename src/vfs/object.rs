@@ -269,20 +269,6 @@ impl ObjectStorage {
         }
         Ok(self.dir_state(rel).await?.0)
     }
-
-    /// Bytes and files below the root, by walking the listing (quotas).
-    pub async fn usage(&self) -> Result<(u64, u64), StorageError> {
-        let mut lister = self.op.lister_with(&self.prefix).recursive(true).await.map_err(|e| self.err(e))?;
-        let (mut bytes, mut files) = (0u64, 0u64);
-        while let Some(entry) = lister.next().await {
-            let entry = entry.map_err(|e| self.err(e))?;
-            if entry.metadata().mode() == EntryMode::FILE && !entry.path().ends_with('/') {
-                bytes = bytes.saturating_add(entry.metadata().content_length());
-                files += 1;
-            }
-        }
-        Ok((bytes, files))
-    }
 }
 
 fn dir_meta() -> Metadata {
@@ -320,6 +306,20 @@ fn unsupported(what: &str) -> StorageError {
 
 #[async_trait]
 impl Storage for ObjectStorage {
+    /// Walks the recursive listing (no delimiter), a page at a time.
+    async fn usage(&self) -> Result<(u64, u64), StorageError> {
+        let mut lister = self.op.lister_with(&self.prefix).recursive(true).await.map_err(|e| self.err(e))?;
+        let (mut bytes, mut files) = (0u64, 0u64);
+        while let Some(entry) = lister.next().await {
+            let entry = entry.map_err(|e| self.err(e))?;
+            if entry.metadata().mode() == EntryMode::FILE && !entry.path().ends_with('/') {
+                bytes = bytes.saturating_add(entry.metadata().content_length());
+                files += 1;
+            }
+        }
+        Ok((bytes, files))
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities { append: false, resume_upload: false, set_modified: false, set_mode: false }
     }

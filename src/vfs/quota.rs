@@ -8,7 +8,7 @@
 //! files count towards the file limit (RMD removes empty directories, which
 //! cost nothing). Virtual directories grafted from elsewhere do not count:
 //! only the root's own tree does. A root on an object store is counted by
-//! walking the store's listing instead ([`super::object::ObjectStorage::usage`]).
+//! walking the store's listing instead ([`super::Storage::usage`]).
 //!
 //! An upload is charged as its bytes arrive ([`QuotaUpload`]): a write that
 //! would pass the limit fails with "storage full" before it reaches the
@@ -110,10 +110,11 @@ impl Registry {
 /// server's temporary uploads are skipped). Blocking.
 pub fn count(root: &Path) -> io::Result<(u64, u64)> {
     if super::object::is_store_path(root) {
-        // Counted at login through the store's listing (see session::login).
+        // Not a directory: the server counts it through the store's own
+        // listing (`Storage::usage`) at the user's first login.
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
-            "a root on an object store is counted through the store's listing at login, not here",
+            "a root on an object store is counted by the server at the user's login, not by this command",
         ));
     }
     let (mut bytes, mut files) = (0u64, 0u64);

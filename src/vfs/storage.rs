@@ -205,4 +205,8 @@ pub trait Storage: Send + Sync + fmt::Debug {
     async fn set_modified(&self, path: &str, time: SystemTime) -> Result<(), StorageError>;
 
     async fn set_mode(&self, path: &str, mode: u32) -> Result<(), StorageError>;
+
+    /// Bytes and files in the whole tree under this backend's root, for
+    /// quotas (counted once per user, at the first login).
+    async fn usage(&self) -> Result<(u64, u64), StorageError>;
 }
