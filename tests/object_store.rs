@@ -55,6 +55,9 @@ fn setup_at(garage: Garage, endpoint: &str) -> Setup {
     alice.mounts.push(MountSpec::parse("/archive=store:s3/archive").unwrap());
     db.put(&alice).unwrap();
     db.put(&UserRecord::new(BOB, hash_password(PASSWORD).unwrap(), "store:s3/bob")).unwrap();
+    let mut carol = UserRecord::new(CAROL, hash_password(PASSWORD).unwrap(), "store:s3/carol");
+    carol.shaping.quota_bytes = Some(CAROL_QUOTA);
+    db.put(&carol).unwrap();
     let config = dir.path().join("ferroftpd.toml");
     std::fs::write(
         &config,
@@ -104,6 +107,29 @@ fn names(listing: &str) -> Vec<String> {
     let mut v: Vec<String> = listing.lines().map(|l| l.rsplit('/').next().unwrap_or(l).to_string()).collect();
     v.sort();
     v
+}
+
+/// Root on the store with a byte quota of `CAROL_QUOTA`.
+const CAROL: &str = "carol";
+const CAROL_QUOTA: u64 = 1024 * 1024;
+
+#[test]
+fn a_quota_on_a_store_root_counts_the_objects_already_there() {
+    let Some(s) = setup(0) else { return };
+    // 700 KiB put straight into the store, before the first login.
+    let seed = random_bytes(700 * 1024, 41);
+    let op = s.garage.operator(0);
+    runtime().block_on(op.write("carol/seed.bin", seed.clone())).unwrap();
+    let daemon = s.daemon();
+    let mut ftp = login(&daemon, CAROL);
+    let text = ftp.expect("SITE QUOTA", 200).text();
+    assert!(text.contains(&format!("Bytes: {}", seed.len())), "usage not counted from the store: {text}");
+    // 400 KiB more would pass the 1 MiB quota: refused, nothing left.
+    let (_, last) = ftp.upload("STOR more.bin", &random_bytes(400 * 1024, 42));
+    assert_eq!(last.code, 552, "an upload over the quota: {last}");
+    ftp.expect("NOOP", 200);
+    assert_eq!(keys(&s.garage, "carol/"), ["carol/seed.bin"], "the refused upload left an object");
+    ftp.stor("small.bin", &random_bytes(100 * 1024, 43));
 }
 
 #[test]

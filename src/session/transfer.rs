@@ -400,15 +400,19 @@ impl Ctx<'_> {
         }
         let upload =
             resolved.mount.storage.write(resolved.rel, mode).await.map_err(|e| upload_storage_reply(&e))?;
+        // What an aborted upload leaves: a replacement or an upload to a
+        // backend that cannot resume (an object store) leaves nothing, so
+        // its charge is simply returned; a new local file keeps its part.
+        let discarded_on_abort = replaces || !resolved.mount.storage.capabilities().resume_upload;
         let partial = match &usage {
-            Some(usage) if !exists => Some(Partial {
+            Some(usage) if !discarded_on_abort => Some(Partial {
                 storage: resolved.mount.storage.clone(),
                 rel: resolved.rel.to_string(),
                 usage: usage.clone(),
             }),
             _ => None,
         };
-        let upload = self.charged(upload, usage, existing_len, replaces);
+        let upload = self.charged(upload, usage, existing_len, discarded_on_abort);
         let command = if kind == StoreKind::Appe { "APPE" } else { "STOR" };
         let (progress, future) = self.upload_future(upload);
         let reply = Reply::new(150, format!("Ok to send data ({} mode).", self.mode_name()));
@@ -434,7 +438,7 @@ impl Ctx<'_> {
         upload: Box<dyn Upload>,
         usage: Option<Arc<crate::vfs::quota::Usage>>,
         old_len: Option<u64>,
-        replaces: bool,
+        discarded_on_abort: bool,
     ) -> Box<dyn Upload> {
         match usage {
             Some(usage) => Box::new(crate::vfs::quota::QuotaUpload::new(
@@ -442,7 +446,7 @@ impl Ctx<'_> {
                 usage,
                 self.user.account.shaping.quota_bytes,
                 old_len,
-                replaces,
+                discarded_on_abort,
             )),
             None => upload,
         }
@@ -495,12 +499,14 @@ impl Ctx<'_> {
             match resolved.mount.storage.write(resolved.rel, WriteMode::CreateNew).await {
                 Ok(upload) => {
                     let name = split_parent(&vpath).map_or("", |(_, n)| n).to_string();
-                    let partial = usage.as_ref().map(|usage| Partial {
+                    // As for STOR: only a backend that keeps a part keeps a partial file.
+                    let discarded_on_abort = !resolved.mount.storage.capabilities().resume_upload;
+                    let partial = usage.as_ref().filter(|_| !discarded_on_abort).map(|usage| Partial {
                         storage: resolved.mount.storage.clone(),
                         rel: resolved.rel.to_string(),
                         usage: usage.clone(),
                     });
-                    let upload = self.charged(upload, usage, None, false);
+                    let upload = self.charged(upload, usage, None, discarded_on_abort);
                     let (progress, future) = self.upload_future(upload);
                     let mut transfer = self.transfer("STOU", vpath, progress, future, false);
                     transfer.unique_name = Some(name.clone());

@@ -143,8 +143,9 @@ pub struct QuotaUpload {
     old_len: u64,
     /// The file did not exist.
     new_file: bool,
-    /// The upload replaces the file through a temporary one.
-    replaces: bool,
+    /// Nothing stays if the upload is not committed (a replacement through
+    /// a temporary file, or a backend without resumable uploads).
+    discarded_on_abort: bool,
     /// Bytes charged so far.
     added: u64,
     committed: bool,
@@ -156,7 +157,7 @@ impl QuotaUpload {
         usage: Arc<Usage>,
         max_bytes: Option<u64>,
         old_len: Option<u64>,
-        replaces: bool,
+        discarded_on_abort: bool,
     ) -> QuotaUpload {
         QuotaUpload {
             inner,
@@ -164,7 +165,7 @@ impl QuotaUpload {
             max_bytes,
             old_len: old_len.unwrap_or(0),
             new_file: old_len.is_none(),
-            replaces,
+            discarded_on_abort,
             added: 0,
             committed: false,
         }
@@ -226,8 +227,8 @@ impl Drop for QuotaUpload {
         if self.committed {
             return;
         }
-        if self.replaces {
-            // The temporary file goes, the old one stays.
+        if self.discarded_on_abort {
+            // What was written goes (the old file, if any, stays).
             self.usage.sub_bytes(self.added);
         } else if self.new_file {
             // The partial file stays (unless the session removes it and
